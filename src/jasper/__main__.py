@@ -1,0 +1,3 @@
+from jasper.cli import main
+
+main()

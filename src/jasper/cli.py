@@ -1,0 +1,165 @@
+"""The `jasper` command: teach, train, eval, export, encode, run."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar, cast
+
+import typer
+
+from jasper.config import ConfigError, RunConfig, load_config, save_config
+from jasper.data.corpus import CorpusError
+from jasper.data.store import StoreError
+from jasper.runtime import set_threads, setup_logging
+
+app = typer.Typer(
+    help="Distil several embedding models into one small student.", no_args_is_help=True, add_completion=False
+)
+logger = logging.getLogger("jasper")
+
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. stages.0.steps=10")]  # noqa: UP045
+ConfigArg = Annotated[Path, typer.Argument(help="a YAML config, or a run folder holding config.yaml")]
+Command = TypeVar("Command", bound=Callable[..., Any])
+USER_ERRORS = (ConfigError, CorpusError, StoreError, ValueError, FileNotFoundError)
+
+
+def _config(path: Path, overrides: list[str] | None, save: bool = True) -> RunConfig:
+    config = load_config(path, overrides)
+    set_threads(config.threads)
+    if save:
+        save_config(config, config.run_dir / "config.yaml")
+    return config
+
+
+def _guard(action: Command) -> Command:
+    """Turn bad input into one clear line and exit code 2 instead of a traceback."""
+    import functools
+
+    @functools.wraps(action)
+    def wrapper(*args: object, **kwargs: object) -> object:
+        setup_logging()
+        try:
+            return action(*args, **kwargs)
+        except USER_ERRORS as error:
+            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from None
+
+    return cast(Command, wrapper)
+
+
+@app.command()
+@_guard
+def teach(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Compute and store the teachers' vectors for the corpus (resumable)."""
+    from jasper.teach import teach as run_teach
+
+    run_teach(_config(config, overrides))
+
+
+@app.command()
+@_guard
+def train(config: ConfigArg, overrides: Overrides = None) -> None:
+    """Train the student through the configured stages (resumes a killed run)."""
+    from jasper.train.loop import train as run_train
+
+    folder = run_train(_config(config, overrides))
+    logger.info("student saved to %s", folder)
+
+
+def _evaluate(config: RunConfig, started: float) -> None:
+    from jasper.eval.report import print_table, write_report
+    from jasper.eval.runner import evaluate_run, scores_as_dicts
+
+    scores, notes = evaluate_run(config)
+    rows = scores_as_dicts(scores)
+    write_report(config.run_dir / "report.json", rows, time.perf_counter() - started, notes, run=config.name)
+    print_table(rows, notes, title=f"jasper run '{config.name}'")
+
+
+@app.command("eval")
+@_guard
+def evaluate(target: ConfigArg, overrides: Overrides = None) -> None:
+    """Evaluate a run: every head, the initialisation and the teachers; writes report.json."""
+    _evaluate(_config(target, overrides, save=False), time.perf_counter())
+
+
+def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
+    from jasper.export.sentence_transformers import export_all
+    from jasper.models.student import load_student
+
+    student_dir = config.run_dir / "student"
+    if not (student_dir / "student.json").is_file():
+        raise FileNotFoundError(
+            f"run '{config.name}' has no trained student at '{student_dir}': run `jasper train` first"
+        )
+    return export_all(load_student(student_dir), dims, out)
+
+
+@app.command()
+@_guard
+def export(
+    run: ConfigArg,
+    dim: Annotated[list[int] | None, typer.Option(help="head dim to export (repeatable); default: every head")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="output folder; default <run>/export")] = None,  # noqa: UP045
+    overrides: Overrides = None,
+) -> None:
+    """Write sentence-transformers folders for the chosen heads."""
+    config = _config(run, overrides, save=False)
+    dims = dim or config.export.dims or config.student.heads
+    if out is not None and len(dims) == 1:
+        from jasper.export.sentence_transformers import export_head
+        from jasper.models.student import load_student
+
+        _export(config, [], out)  # checks the student exists
+        paths = [export_head(load_student(config.run_dir / "student"), dims[0], out)]
+    else:
+        paths = _export(config, dims, out or config.run_dir / "export")
+    for path in paths:
+        logger.info("wrote %s", path)
+
+
+@app.command()
+@_guard
+def encode(
+    model: Annotated[str, typer.Argument(help="run folder, config, saved student or sentence-transformers model")],
+    input: Annotated[Path, typer.Option("--input", help="texts, one per line (or .jsonl / .parquet)")],  # noqa: A002
+    out: Annotated[Path, typer.Option(help="where to write the .npy")],
+    dim: Annotated[Optional[int], typer.Option(help="head dim; default FC1")] = None,  # noqa: UP045
+    batch_size: int = 64,
+) -> None:
+    """Embed a file of texts to a .npy file."""
+    import numpy as np
+
+    from jasper.data.corpus import read_corpus
+    from jasper.encode import encode_texts
+    from jasper.io import atomic_write
+
+    vectors = encode_texts(model, read_corpus(input), dim, batch_size)
+    atomic_write(out, lambda tmp: np.save(tmp.open("wb"), vectors))
+    logger.info("wrote %s %s", out, vectors.shape)
+
+
+@app.command()
+@_guard
+def run(config: ConfigArg, overrides: Overrides = None) -> None:
+    """teach -> train -> eval -> export for one config, then print the table."""
+    from jasper.teach import teach as run_teach
+    from jasper.train.loop import train as run_train
+
+    started = time.perf_counter()
+    resolved = _config(config, overrides)
+    run_teach(resolved)
+    run_train(resolved)
+    paths = _export(resolved, resolved.export.dims or resolved.student.heads, resolved.run_dir / "export")
+    _evaluate(resolved, started)
+    for path in paths:
+        logger.info("sentence-transformers model: %s", path)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(sys.argv[1:])

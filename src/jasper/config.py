@@ -1,0 +1,288 @@
+"""The typed config tree: defaults -> YAML -> `key=value` overrides, unknown keys are errors."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+LossName = Literal["cosine", "similarity", "resim"]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used as given."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CorpusConfig(_Strict):
+    """Where the training texts come from."""
+
+    path: str | None = None  # .txt (one text per line), .jsonl (a `text` field) or .parquet
+    source: Literal["gensim-sample"] | None = None  # built-in corpus from gensim's test data
+    text_field: str = "text"
+    max_texts: int | None = Field(default=None, gt=0)
+    holdout: int = Field(default=256, ge=0)  # rows kept out of training for agreement eval
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> CorpusConfig:
+        if (self.path is None) == (self.source is None):
+            raise ValueError("corpus needs exactly one of `path` or `source`")
+        return self
+
+
+class TeacherConfig(_Strict):
+    """One teacher: a sentence-transformers model or a `module:function` callable."""
+
+    name: str
+    backend: Literal["sentence-transformers", "callable"] = "sentence-transformers"
+    model: str
+    prompt: str = ""
+    batch_size: int = Field(default=64, gt=0)
+    max_length: int | None = Field(default=None, gt=0)
+    trust_remote_code: bool = False
+
+
+class StoreConfig(_Strict):
+    """The on-disk teacher-vector store."""
+
+    dir: str | None = None  # default: <run>/teachers
+    dtype: Literal["float16", "float32"] = "float16"
+    shard_size: int = Field(default=1024, gt=0)
+
+
+class StudentConfig(_Strict):
+    """The student encoder and its heads; the first head (FC1) maps to the teacher space."""
+
+    model: str
+    trust_remote_code: bool = False
+    keep_layers: list[int] | None = None
+    max_length: int = Field(default=128, gt=0)
+    heads: list[int] = Field(min_length=1)
+    head_mode: Literal["independent", "prefix"] = "independent"
+    head_init: Literal["random", "ridge"] = "random"  # ridge: closed-form fit on frozen features
+    ridge_alpha: float = Field(default=0.1, gt=0)
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> StudentConfig:
+        if len(set(self.heads)) != len(self.heads) or any(d <= 0 for d in self.heads):
+            raise ValueError(f"student.heads must be distinct positive dims, got {self.heads}")
+        if self.head_mode == "prefix" and any(d > self.heads[0] for d in self.heads[1:]):
+            raise ValueError("with head_mode=prefix every short head must be <= the FC1 dim")
+        return self
+
+
+class LossConfig(_Strict):
+    """Weights of the three losses and the ranking margin."""
+
+    cosine: float = Field(default=10.0, ge=0)
+    similarity: float = Field(default=200.0, ge=0)
+    resim: float = Field(default=20.0, ge=0)
+    margin: float = 0.015
+
+
+class StageConfig(_Strict):
+    """One training stage: what trains, which heads and losses, and the schedule."""
+
+    name: str
+    train: Literal["heads", "last_layers", "all"]
+    last_layers: int = Field(default=0, ge=0)
+    heads: list[int] | Literal["fc1", "all"] = "fc1"  # heads whose losses apply
+    train_heads: list[int] | None = None  # heads whose weights train; None = the active heads
+    fc1_losses: list[LossName] = ["cosine", "similarity", "resim"]
+    short_head_losses: list[LossName] = ["similarity", "resim"]
+    lr: float = Field(gt=0)
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    weight_decay: float = Field(default=0.01, ge=0)
+    schedule: Literal["cosine", "constant"] = "cosine"
+    batch_size: int = Field(default=128, ge=2)
+    steps: int | None = Field(default=None, gt=0)
+    epochs: float | None = Field(default=None, gt=0)
+    checkpoint_every: int = Field(default=200, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> StageConfig:
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"stage '{self.name}' needs exactly one of `steps` or `epochs`")
+        if self.train == "last_layers" and self.last_layers == 0:
+            raise ValueError(f"stage '{self.name}' has nothing to train: train=last_layers with last_layers=0")
+        if self.train != "last_layers" and self.last_layers:
+            raise ValueError(f"stage '{self.name}': last_layers is only used with train=last_layers")
+        if isinstance(self.heads, list) and not self.heads:
+            raise ValueError(f"stage '{self.name}' has nothing to train: heads is empty")
+        if self.train == "heads" and self.train_heads is not None and not self.train_heads:
+            raise ValueError(f"stage '{self.name}' has nothing to train: train_heads is empty")
+        if not self.fc1_losses and not self.short_head_losses:
+            raise ValueError(f"stage '{self.name}' has no losses")
+        return self
+
+    def active_heads(self, all_heads: list[int]) -> list[int]:
+        """The head dims whose losses apply in this stage, FC1 first."""
+        if self.heads == "fc1":
+            return all_heads[:1]
+        if self.heads == "all":
+            return list(all_heads)
+        return [d for d in all_heads if d in self.heads]
+
+
+def paper_stages() -> list[StageConfig]:
+    """Stages 1-3 of the paper (PAPER.md's stage table)."""
+    return [
+        StageConfig(name="stage1", train="heads", lr=1e-4, steps=4000),
+        StageConfig(name="stage2", train="last_layers", last_layers=3, lr=8e-5, steps=7000),
+        StageConfig(name="stage3", train="all", heads="all", lr=7e-5, steps=2200),
+    ]
+
+
+class EvalConfig(_Strict):
+    """Quick evaluation after training."""
+
+    stsb_dir: str | None = "../shared/data/stsb"
+    batch_size: int = Field(default=64, gt=0)
+    teachers: bool = True
+    init: bool = True
+
+
+class ExportConfig(_Strict):
+    """Which head dims to export as sentence-transformers folders (None = every head)."""
+
+    dims: list[int] | None = None
+
+
+class RunConfig(_Strict):
+    """A whole run: corpus, teachers, student, losses, stages, eval and export."""
+
+    name: str
+    output_dir: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast on CUDA, as the paper trains
+    threads: int | None = Field(default=None, gt=0)
+    corpus: CorpusConfig
+    teachers: list[TeacherConfig] = Field(min_length=1)
+    store: StoreConfig = StoreConfig()
+    student: StudentConfig
+    loss: LossConfig = LossConfig()
+    stages: list[StageConfig] = Field(default_factory=paper_stages, min_length=1)
+    eval: EvalConfig = EvalConfig()
+    export: ExportConfig = ExportConfig()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunConfig:
+        names = [t.name for t in self.teachers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"teacher names must be unique, got {names}")
+        for stage in self.stages:
+            listed = stage.heads if isinstance(stage.heads, list) else []
+            for dim in listed + (stage.train_heads or []):
+                if dim not in self.student.heads:
+                    raise ValueError(f"stage '{stage.name}' uses head {dim}, student.heads is {self.student.heads}")
+        for dim in self.export.dims or []:
+            if dim not in self.student.heads:
+                raise ValueError(f"export dim {dim} is not a head, student.heads is {self.student.heads}")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder this run writes to."""
+        return Path(self.output_dir) / self.name
+
+    @property
+    def store_dir(self) -> Path:
+        """The folder of the teacher-vector store."""
+        return Path(self.store.dir) if self.store.dir else self.run_dir / "teachers"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"override '{item}' is not of the form key=value")
+    key, raw = item.split("=", 1)
+    if not key:
+        raise ConfigError(f"override '{item}' has an empty key")
+    return key.split("."), yaml.safe_load(raw) if raw else ""
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        node = node[_list_index(node, part, path[: i + 1])] if isinstance(node, list) else node.setdefault(part, {})
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, path)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list[Any], part: str, path: list[str]) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override key '{'.'.join(path)}': '{part}' is not an index below {len(node)}")
+    return int(part)
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "<root>"
+        if item["type"] == "extra_forbidden":
+            known = _known_keys(item["loc"][:-1])
+            hint = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            lines.append(f"unknown key '{where}'{extra}")
+        else:
+            lines.append(f"{where}: {item['msg']}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = RunConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(model.model_fields)
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """Validate a config dict after applying `key=value` overrides."""
+    data = dict(data)
+    if "stages" not in data and any(o.startswith("stages.") for o in overrides or []):
+        data["stages"] = [s.model_dump() for s in paper_stages()]
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        _set_path(data, path, value)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config, apply overrides, validate."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping, got {type(data).__name__}")
+    return build_config(data, overrides)
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    from jasper.io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(), sort_keys=False))

@@ -1,0 +1,1 @@
+"""Evaluation: metrics as pure functions on vectors, task runners, the report."""

@@ -1,0 +1,40 @@
+"""The end-of-run table (terminal) and report.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from jasper.io import atomic_write_json
+
+
+def score_table(rows: list[dict[str, Any]], title: str = "jasper evaluation") -> Table:
+    """One line per (model, dim), one column per task."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    table = Table(title=title)
+    table.add_column("model")
+    table.add_column("dim", justify="right")
+    for task in tasks:
+        table.add_column(task, justify="right")
+    keys = list(dict.fromkeys((r["model"], r["dim"]) for r in rows))
+    cells = {(r["model"], r["dim"], r["task"]): r["score"] for r in rows}
+    for model, dim in keys:
+        values = [cells.get((model, dim, t)) for t in tasks]
+        table.add_row(model, str(dim), *("-" if v is None else f"{v:.2f}" for v in values))
+    return table
+
+
+def print_table(rows: list[dict[str, Any]], notes: list[str], title: str = "jasper evaluation") -> None:
+    """Print the score table and any notes to the terminal."""
+    console = Console()
+    console.print(score_table(rows, title))
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def write_report(path: Path, rows: list[dict[str, Any]], wall_seconds: float, notes: list[str], **extra: Any) -> None:
+    """Write report.json: wall time, score rows, notes."""
+    atomic_write_json(path, {"wall_seconds": wall_seconds, "rows": rows, "notes": notes, **extra})

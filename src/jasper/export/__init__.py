@@ -1,0 +1,1 @@
+"""Export a trained student to standard formats."""

@@ -1,0 +1,49 @@
+"""The weighted sum of the three losses over the active heads, with every part named for logging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from jasper.losses.cosine import cosine_loss
+from jasper.losses.resim import resim_loss
+from jasper.losses.similarity import similarity_loss
+
+
+@dataclass(frozen=True)
+class DistillObjective:
+    """`10 L_cos + 200 L_sim + 20 L_resim` (weights configurable) summed over heads."""
+
+    cosine: float = 10.0
+    similarity: float = 200.0
+    resim: float = 20.0
+    margin: float = 0.015
+
+    def head_parts(
+        self, student: torch.Tensor, teacher: torch.Tensor, losses: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Unweighted parts for one head. (B, D), (B, Dt)"""
+        parts: dict[str, torch.Tensor] = {}
+        if "cosine" in losses:
+            parts["cosine"] = cosine_loss(student, teacher)
+        if "similarity" in losses:
+            parts["similarity"] = similarity_loss(student, teacher)
+        if "resim" in losses:
+            parts["resim"] = resim_loss(student, teacher, self.margin)
+        return parts
+
+    def __call__(
+        self, heads: dict[int, torch.Tensor], teacher: torch.Tensor, losses: Mapping[int, Sequence[str]]
+    ) -> dict[str, torch.Tensor]:
+        """{"loss": weighted total, "<part>@<dim>": unweighted part} for each head in `heads`."""
+        weights = {"cosine": self.cosine, "similarity": self.similarity, "resim": self.resim}
+        out: dict[str, torch.Tensor] = {}
+        total = teacher.new_zeros(())
+        for dim, vectors in heads.items():
+            for name, value in self.head_parts(vectors, teacher, losses[dim]).items():
+                out[f"{name}@{dim}"] = value
+                total = total + weights[name] * value
+        out["loss"] = total
+        return out

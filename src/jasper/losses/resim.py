@@ -1,0 +1,37 @@
+"""Relative-similarity ranking loss (PAPER.md): a hinge over every two in-batch text pairs.
+
+For pairs a = (i, j) and b = (k, l), i < j and k < l, with teacher similarity t_a > t_b (ties do not
+count as greater), penalise `max(0, s_b - s_a + margin)`; the loss is the mean over all C(P, 2)
+pair-of-pair comparisons, P = C(B, 2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from jasper.losses.similarity import similarity_matrix
+
+
+def pair_similarities(vectors: torch.Tensor) -> torch.Tensor:
+    """Upper-triangle (i < j) cosine similarities, row-major. (B, D) -> (P,)"""
+    sims = similarity_matrix(vectors)
+    rows, cols = torch.triu_indices(sims.shape[0], sims.shape[0], offset=1, device=sims.device)
+    return sims[rows, cols]
+
+
+def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
+    """The plain P x P implementation, as the paper's authors wrote it. (B, Ds), (B, Dt) -> ()"""
+    s = pair_similarities(student)
+    t = pair_similarities(teacher).detach()
+    n_pairs = s.shape[0]
+    if n_pairs < 2:
+        return s.sum() * 0.0
+    greater = t[:, None] > t[None, :]  # (P, P): row pair ranked above column pair by the teacher
+    hinge = torch.relu(s[None, :] - s[:, None] + margin)
+    comparisons = n_pairs * (n_pairs - 1) / 2
+    return (hinge * greater).sum() / comparisons
+
+
+def resim_loss(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
+    """Relative-similarity ranking loss. (B, Ds), (B, Dt) -> ()"""
+    return resim_loss_reference(student, teacher, margin)

@@ -1,0 +1,76 @@
+"""Load a Hugging Face encoder (or the Transformer of a sentence-transformers folder) and cut its layers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from torch import nn
+
+from jasper.assets import resolve_model
+
+# where encoder families keep their stack of layers
+LAYER_PATHS = ("encoder.layer", "layers", "model.layers", "transformer.layer", "h", "encoder.layers")
+
+
+def transformer_path(name: str) -> str:
+    """The folder holding the HF model: a sentence-transformers folder's Transformer module, or `name`."""
+    resolved = resolve_model(name)
+    modules = Path(resolved) / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            if module.get("type", "").endswith("Transformer"):
+                return str(Path(resolved) / module.get("path", ""))
+    return resolved
+
+
+def layer_list(model: Any) -> tuple[str, nn.ModuleList]:
+    """The dotted name and the ModuleList of the model's transformer layers."""
+    for path in LAYER_PATHS:
+        node: Any = model
+        for part in path.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                break
+        if isinstance(node, nn.ModuleList):
+            return path, node
+    raise ValueError(f"cannot find the layer stack of {type(model).__name__} (looked for {LAYER_PATHS})")
+
+
+def keep_layers(model: Any, keep: list[int]) -> None:
+    """Keep only the layers `keep` (in that order), updating the config so that a save reloads."""
+    path, layers = layer_list(model)
+    n = len(layers)
+    if not keep or any(not 0 <= i < n for i in keep) or len(set(keep)) != len(keep):
+        raise ValueError(f"keep_layers {keep} must be distinct indices in [0, {n}) of the model's {n} layers")
+    kept = nn.ModuleList([layers[i] for i in keep])
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                cast(Any, module).layer_idx = new_index
+    parent: Any = model
+    *head, last = path.split(".")
+    for part in head:
+        parent = getattr(parent, part)
+    setattr(parent, last, kept)
+    config = model.config
+    config.num_hidden_layers = len(keep)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in keep]
+
+
+def load_backbone(name: str, keep: list[int] | None = None, trust_remote_code: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) for a hub id, HF folder or sentence-transformers folder."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = transformer_path(name)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused by mean pooling; frozen-but-unused params upset DDP
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    if keep is not None:
+        keep_layers(model, keep)
+    return model, tokenizer

@@ -1,0 +1,151 @@
+"""The student: backbone -> mean pooling -> heads (FC1 to the teacher space, short heads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from jasper.config import StudentConfig
+from jasper.models.backbone import load_backbone
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of token vectors over the attention mask. (B, L, H), (B, L) -> (B, H)"""
+    weights = mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * weights).sum(dim=1)
+    return summed / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Student(nn.Module):
+    """A text encoder with mean pooling and one linear head per output dim."""
+
+    backbone: Any  # a transformers PreTrainedModel
+
+    def __init__(
+        self,
+        backbone: Any,
+        tokenizer: Any,
+        heads: list[int],
+        head_mode: str = "independent",
+        max_length: int = 128,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.head_dims = list(heads)
+        self.head_mode = head_mode
+        self.max_length = max_length
+        hidden = backbone.config.hidden_size
+        own = heads if head_mode == "independent" else heads[:1]
+        self.heads = nn.ModuleDict({str(d): nn.Linear(hidden, d) for d in own})
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the pooled backbone output."""
+        return int(self.backbone.config.hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights live."""
+        return next(self.parameters()).device
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Tokenize and move to the student's device."""
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return {
+            k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
+        }
+
+    def pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean-pooled backbone output. (B, H)"""
+        output = self.backbone(**batch)
+        return mean_pool(output.last_hidden_state, batch["attention_mask"])
+
+    def head_weight(self, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight (dim, H), bias (dim,)) of the head for `dim` (a slice of FC1 in prefix mode)."""
+        if str(dim) in self.heads:
+            layer = self.head(dim)
+            return layer.weight, layer.bias
+        fc1 = self.head(self.head_dims[0])
+        return fc1.weight[:dim], fc1.bias[:dim]
+
+    def head(self, dim: int) -> nn.Linear:
+        """The Linear layer that owns head `dim`."""
+        return cast(nn.Linear, self.heads[str(dim)])
+
+    def project(self, pooled: torch.Tensor, dims: list[int]) -> dict[int, torch.Tensor]:
+        """Head outputs (not normalised) for each dim in `dims`. (B, H) -> {dim: (B, dim)}"""
+        out = {}
+        for dim in dims:
+            weight, bias = self.head_weight(dim)
+            out[dim] = nn.functional.linear(pooled.to(weight.dtype), weight, bias)
+        return out
+
+    def forward(self, texts: list[str], dims: list[int]) -> dict[int, torch.Tensor]:
+        """Head outputs for `texts`. {dim: (B, dim)}"""
+        return self.project(self.pooled(self.tokenize(texts)), dims)
+
+    @torch.no_grad()
+    def encode(
+        self,
+        texts: list[str],
+        dims: list[int | None],
+        batch_size: int = 64,
+        progress: bool = False,
+        normalize: bool = True,
+    ) -> dict[int | None, np.ndarray]:
+        """Vectors per dim (None = the pooled backbone output, no head), L2-normalised by default."""
+        was_training = self.training
+        self.eval()
+        order = np.argsort([-len(t) for t in texts])  # length-sorted batches pad less
+        chunks: dict[int | None, list[torch.Tensor]] = {d: [] for d in dims}
+        starts = range(0, len(texts), batch_size)
+        for start in tqdm(starts, desc="encode", disable=not progress, unit="batch"):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            pooled = self.pooled(self.tokenize(batch))
+            heads = self.project(pooled, [d for d in dims if d is not None])
+            for dim in dims:
+                vectors = pooled if dim is None else heads[dim]
+                vectors = vectors.float()
+                chunks[dim].append((nn.functional.normalize(vectors, dim=-1) if normalize else vectors).cpu())
+        self.train(was_training)
+        inverse = np.argsort(order)
+        return {d: torch.cat(c).numpy()[inverse] if c else np.zeros((0, 0), np.float32) for d, c in chunks.items()}
+
+
+def build_student(config: StudentConfig) -> Student:
+    """A fresh student: the backbone from `config.model` (optionally cut) and new heads."""
+    backbone, tokenizer = load_backbone(config.model, config.keep_layers, config.trust_remote_code)
+    return Student(backbone, tokenizer, config.heads, config.head_mode, config.max_length)
+
+
+def save_student(student: Student, folder: Path) -> None:
+    """Save backbone + tokenizer (HF format) and the heads, so `load_student` needs nothing else."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    student.backbone.save_pretrained(folder / "backbone")
+    student.tokenizer.save_pretrained(folder / "backbone")
+    heads = {name: p.detach().cpu().contiguous() for name, p in student.heads.state_dict().items()}
+    save_file(heads, str(folder / "heads.safetensors"))
+    meta = {"heads": student.head_dims, "head_mode": student.head_mode, "max_length": student.max_length}
+    (folder / "student.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+
+def load_student(folder: Path) -> Student:
+    """Load a student saved by `save_student`."""
+    folder = Path(folder)
+    meta_path = folder / "student.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"'{folder}' is not a saved jasper student (no student.json)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    backbone, tokenizer = load_backbone(str(folder / "backbone"))
+    student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"])
+    student.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    return student

@@ -1,0 +1,26 @@
+"""`jasper teach`: compute and store every teacher's vectors for the run's corpus."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from jasper.config import RunConfig
+from jasper.data.prepare import load_texts
+from jasper.data.store import TeacherStore, compute_teacher
+from jasper.runtime import pick_device
+
+logger = logging.getLogger(__name__)
+
+
+def teach(config: RunConfig) -> TeacherStore:
+    """Encode the corpus with each teacher (resuming finished shards) and open the store."""
+    texts = load_texts(config)
+    store_dir: Path = config.store_dir
+    device = str(pick_device(config.device))
+    logger.info("corpus: %d texts; store: %s", len(texts), store_dir)
+    for teacher in config.teachers:
+        compute_teacher(store_dir, teacher, texts, config.store.dtype, config.store.shard_size, device)
+    store = TeacherStore(store_dir, config.teachers, texts)
+    logger.info("teachers %s: %s dims -> %d concatenated", store.names, store.dims, store.dim)
+    return store

@@ -1,0 +1,53 @@
+"""A Python callable `module:function` as a teacher (non-torch models, vectors bought from an API)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from jasper.config import TeacherConfig
+
+
+def load_callable(spec: str) -> Callable[[list[str]], Any]:
+    """Import `module:function` (the function may be a dotted attribute path)."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"callable teacher model '{spec}' is not of the form module:function")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"callable teacher '{spec}': cannot import '{module_name}': {error}") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise ValueError(f"callable teacher '{spec}': '{module_name}' has no attribute '{attr}'")
+        target = getattr(target, part)
+    if not callable(target):
+        raise ValueError(f"callable teacher '{spec}' is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+class CallableTeacher:
+    """Calls `function(texts)` batch by batch; it must return one vector per text."""
+
+    def __init__(self, config: TeacherConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self.function = load_callable(config.model)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Vectors for `texts`, shape (len(texts), dim), float32."""
+        prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
+        parts = []
+        for start in range(0, len(prompted), self.config.batch_size):
+            batch = prompted[start : start + self.config.batch_size]
+            vectors = np.asarray(self.function(batch), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+                raise ValueError(
+                    f"teacher '{self.name}' ({self.config.model}) returned shape {vectors.shape} "
+                    f"for {len(batch)} texts; expected ({len(batch)}, dim)"
+                )
+            parts.append(vectors)
+        return np.concatenate(parts)

@@ -1,0 +1,1 @@
+"""Training: stages and freezing, the loop, checkpoints."""

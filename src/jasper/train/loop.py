@@ -1,0 +1,237 @@
+"""The training loop: stages in order, each resumable from its last checkpoint."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
+
+from jasper.config import RunConfig, StageConfig
+from jasper.data.prepare import load_texts, split_rows
+from jasper.data.store import TeacherStore
+from jasper.losses import DistillObjective
+from jasper.models.student import Student, build_student, save_student
+from jasper.runtime import pick_device, seed_everything
+from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from jasper.train.log import TrainLog
+from jasper.train.stages import apply_stage, encoder_trains
+
+logger = logging.getLogger(__name__)
+POOLED_CACHE_BYTES = 2 * 1024**3
+
+
+def stage_steps(stage: StageConfig, n_train: int) -> int:
+    """Optimizer steps of a stage (epochs count full batches)."""
+    if stage.steps is not None:
+        return stage.steps
+    assert stage.epochs is not None
+    return max(1, math.ceil(stage.epochs * (n_train // stage.batch_size)))
+
+
+def batch_rows(train_rows: np.ndarray, stage_index: int, step: int, batch_size: int, seed: int) -> np.ndarray:
+    """The corpus rows of one step: a seeded shuffle per (stage, epoch), so a resume sees the same batches."""
+    per_epoch = len(train_rows) // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(train_rows))
+    return train_rows[order[position * batch_size : (position + 1) * batch_size]]
+
+
+def _schedule(optimizer: torch.optim.Optimizer, stage: StageConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(stage.warmup_ratio * total)
+    if stage.schedule == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, total)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def _kill_hook(steps_done: int) -> None:
+    # for the resume tests: a real SIGKILL after N optimizer steps in this process
+    limit = os.environ.get("JASPER_KILL_AFTER_STEPS")
+    if limit and steps_done >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[None]:
+    if config.precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class StageRunner:
+    """Runs the stages of one config on one student, checkpointing as it goes."""
+
+    def __init__(self, config: RunConfig, student: Student, texts: list[str], store: TeacherStore) -> None:
+        self.config = config
+        self.student = student
+        self.texts = texts
+        self.store = store
+        self.device = student.device
+        self.train_rows, _ = split_rows(len(texts), config.corpus.holdout, config.seed)
+        self.objective = DistillObjective(**config.loss.model_dump())
+        self.checkpoint_path = config.run_dir / "checkpoints" / "last.pt"
+        self.log = TrainLog(config.run_dir / "train_log.jsonl")
+        self.steps_this_process = 0
+        self._pooled: np.ndarray | None = None
+
+    def run(self) -> None:
+        """Train every stage not yet finished, resuming the interrupted one."""
+        state = load_checkpoint(self.checkpoint_path) or TrainState()
+        if state.model:
+            self.student.load_state_dict(state.model)
+            logger.info("resuming at stage %d step %d", state.stage + 1, state.step)
+        elif self.config.student.head_init == "ridge":
+            self._ridge_init()
+        self.log.truncate_after(state.stage, state.step)
+        for index, stage in enumerate(self.config.stages):
+            if index < state.stage:
+                continue
+            self._run_stage(index, stage, state if index == state.stage and state.step else None)
+            if encoder_trains(self.student):
+                self._pooled = None  # the encoder changed: cached pooled outputs are stale
+            state = TrainState(stage=index + 1, step=0, model=self.student.state_dict())
+            save_checkpoint(self.checkpoint_path, state)
+
+    def _frozen_pooled(self) -> np.ndarray:
+        """Pooled outputs of the (frozen) encoder for the training rows, computed once. (N_train, H)"""
+        if self._pooled is None:
+            texts = [self.texts[int(r)] for r in self.train_rows]
+            self._pooled = self.student.encode(texts, [None], normalize=False, progress=True)[None]
+        return self._pooled
+
+    def _ridge_init(self) -> None:
+        from jasper.models.head_init import ridge_heads
+
+        dims = [d for d in self.student.head_dims if str(d) in self.student.heads]
+        targets = self.store.vectors(self.train_rows).numpy()
+        fitted = ridge_heads(self._frozen_pooled(), targets, dims, self.config.student.ridge_alpha)
+        with torch.no_grad():
+            for dim, (weight, bias) in fitted.items():
+                self.student.head(dim).weight.copy_(weight)
+                self.student.head(dim).bias.copy_(bias)
+        logger.info("heads %s initialised by ridge regression on %d frozen rows", dims, len(targets))
+
+    def _losses(self, stage: StageConfig) -> dict[int, list[str]]:
+        fc1 = self.student.head_dims[0]
+        return {
+            d: list(stage.fc1_losses if d == fc1 else stage.short_head_losses)
+            for d in stage.active_heads(self.student.head_dims)
+        }
+
+    def _run_stage(self, index: int, stage: StageConfig, resume: TrainState | None) -> None:
+        params = apply_stage(self.student, stage)
+        total = stage_steps(stage, len(self.train_rows))
+        if len(self.train_rows) < stage.batch_size:
+            raise ValueError(
+                f"stage '{stage.name}': batch_size {stage.batch_size} exceeds the {len(self.train_rows)} training rows"
+            )
+        optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+        scheduler = _schedule(optimizer, stage, total)
+        start = 0
+        if resume is not None:
+            optimizer.load_state_dict(resume.optimizer or {})
+            scheduler.load_state_dict(resume.scheduler or {})
+            torch.set_rng_state(resume.rng)
+            start = resume.step
+        self.student.train(encoder_trains(self.student))
+        pooled_cache = self._pooled_cache(stage, total - start)
+        losses = self._losses(stage)
+        n_trainable = sum(p.numel() for p in params)
+        logger.info(
+            "stage %d '%s': %d steps, %s trainable parameters", index + 1, stage.name, total, f"{n_trainable:,}"
+        )
+        bar = tqdm(total=total, initial=start, desc=f"{stage.name}", unit="step")
+        for step in range(start, total):
+            began = time.perf_counter()
+            rows = batch_rows(self.train_rows, index, step, stage.batch_size, self.config.seed)
+            parts = self._step(rows, losses, optimizer, pooled_cache)
+            scheduler.step()
+            record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0]}
+            record |= {k: float(v) for k, v in parts.items()}
+            record["seconds"] = time.perf_counter() - began
+            self.log.write(record)
+            bar.update(1)
+            bar.set_postfix(loss=f"{record['loss']:.4f}")
+            if (step + 1) % stage.checkpoint_every == 0 and step + 1 < total:
+                state = TrainState(
+                    index,
+                    step + 1,
+                    self.student.state_dict(),
+                    optimizer.state_dict(),
+                    scheduler.state_dict(),
+                    torch.get_rng_state(),
+                )
+                save_checkpoint(self.checkpoint_path, state)
+            self.steps_this_process += 1
+            _kill_hook(self.steps_this_process)
+        bar.close()
+
+    def _step(
+        self,
+        rows: np.ndarray,
+        losses: dict[int, list[str]],
+        optimizer: torch.optim.Optimizer,
+        pooled_cache: torch.Tensor | None,
+    ) -> dict[str, torch.Tensor]:
+        teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim)
+        with _autocast(self.config, self.device):
+            if pooled_cache is not None:
+                pooled = pooled_cache[torch.from_numpy(rows).to(self.device)]
+            else:
+                pooled = self.student.pooled(self.student.tokenize([self.texts[int(r)] for r in rows]))
+            heads = self.student.project(pooled, list(losses))
+        parts = self.objective(heads, teacher, losses)
+        optimizer.zero_grad(set_to_none=True)
+        parts["loss"].backward()
+        optimizer.step()
+        return {k: v.detach() for k, v in parts.items()}
+
+    def _pooled_cache(self, stage: StageConfig, steps_left: int) -> torch.Tensor | None:
+        """With the encoder frozen its pooled outputs never change: compute them once when that is cheaper.
+
+        Returns (n_texts, H), rows outside training left at zero, or None to encode batch by batch.
+        """
+        if encoder_trains(self.student):
+            return None
+        rows = self.train_rows
+        if (
+            steps_left * stage.batch_size < len(rows)
+            or len(self.texts) * self.student.hidden_size * 4 > POOLED_CACHE_BYTES
+        ):
+            return None
+        pooled = self._frozen_pooled()
+        cache = torch.zeros(len(self.texts), self.student.hidden_size)
+        cache[torch.from_numpy(rows)] = torch.from_numpy(pooled)
+        return cache.to(self.device)
+
+
+def train(config: RunConfig) -> Path:
+    """Train the run's student through all stages; returns the folder of the saved student."""
+    final = config.run_dir / "student"
+    if (final / "student.json").is_file():
+        logger.info("run '%s' is already trained: %s", config.name, final)
+        return final
+    seed_everything(config.seed)
+    texts = load_texts(config)
+    store = TeacherStore(config.store_dir, config.teachers, texts)
+    fc1 = config.student.heads[0]
+    if fc1 != store.dim and any("cosine" in s.fc1_losses for s in config.stages):
+        raise ValueError(
+            f"student FC1 has {fc1} dims but the teachers give {'+'.join(map(str, store.dims))}={store.dim}: "
+            "set student.heads[0] to the teacher dim"
+        )
+    student = build_student(config.student).to(pick_device(config.device))
+    StageRunner(config, student, texts, store).run()
+    tmp = final.with_name("student.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_student(student, tmp)
+    os.replace(tmp, final)
+    return final

@@ -1,0 +1,109 @@
+"""The `jasper` command end to end on a tiny config: kill training midway, resume, finish, export, encode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from conftest import tiny_config_dict
+
+TESTS = Path(__file__).parent
+
+
+def _jasper(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "jasper", *args], capture_output=True, text=True, env=full_env, timeout=600
+    )
+
+
+def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(yaml.safe_dump(tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")))
+    run_dir = tmp_path / "runs" / "tiny"
+
+    teach = _jasper("teach", str(config_path))
+    assert teach.returncode == 0, teach.stderr
+    assert (run_dir / "config.yaml").is_file()
+
+    killed = _jasper("train", str(config_path), env={"JASPER_KILL_AFTER_STEPS": "7"})
+    assert killed.returncode == -9, killed.stderr
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 7  # stage s1 (4 steps) done, s2 killed after its 3rd step
+    assert not (run_dir / "student").exists()
+
+    resumed = _jasper("run", str(config_path))
+    assert resumed.returncode == 0, resumed.stderr
+    log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    positions = [(r["stage"], r["step"]) for r in log]
+    expected = [(s, i) for s in ("s1", "s2", "s3") for i in range(1, 5)]
+    assert positions == expected  # every step once: none lost, none repeated
+    assert {"cosine@12", "similarity@12", "resim@12", "similarity@3", "resim@3"} <= set(log[-1])
+
+    report = json.loads((run_dir / "report.json").read_text())
+    assert isinstance(report["wall_seconds"], float)
+    keys = {(r["model"], r["dim"], r["task"]) for r in report["rows"]}
+    for dim in (12, 6, 3):
+        assert ("student", dim, "teacher-similarity") in keys
+    assert ("student", 12, "teacher-cosine") in keys
+    assert ("init", 16, "teacher-similarity") in keys
+    assert {("ta", 8, "teacher-similarity"), ("tb", 4, "teacher-similarity")} <= keys
+    assert any("STS-B skipped" in note for note in report["notes"])
+    for dim in (12, 6, 3):
+        assert (run_dir / "export" / f"dim-{dim}" / "modules.json").is_file()
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("the cat saw a dog\nmusic and film\n", encoding="utf-8")
+    encoded = _jasper("encode", str(run_dir), "--input", str(texts), "--out", str(tmp_path / "v.npy"), "--dim", "6")
+    assert encoded.returncode == 0, encoded.stderr
+    from sentence_transformers import SentenceTransformer
+
+    exported = SentenceTransformer(str(run_dir / "export" / "dim-6"), device="cpu")
+    np.testing.assert_allclose(
+        np.load(tmp_path / "v.npy"), exported.encode(["the cat saw a dog", "music and film"]), atol=1e-5
+    )
+
+    out = tmp_path / "single"
+    single = _jasper("export", str(run_dir), "--dim", "3", "--out", str(out))
+    assert single.returncode == 0, single.stderr
+    assert (out / "modules.json").is_file()
+
+
+def test_resume_matches_uninterrupted(tiny_bert, corpus_file, tmp_path):
+    """A killed-and-resumed run ends with the same loss curve as one that ran straight through."""
+    curves = []
+    for name, kill in (("straight", None), ("killed", "5")):
+        config = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs", name=name)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert _jasper("teach", str(path)).returncode == 0
+        if kill:
+            assert _jasper("train", str(path), env={"JASPER_KILL_AFTER_STEPS": kill}).returncode == -9
+        result = _jasper("train", str(path))
+        assert result.returncode == 0, result.stderr
+        log = (tmp_path / "runs" / name / "train_log.jsonl").read_text().splitlines()
+        curves.append([json.loads(line)["loss"] for line in log])
+    np.testing.assert_allclose(curves[0], curves[1], rtol=1e-4)
+
+
+def test_cli_errors_are_one_clear_line(tiny_bert, corpus_file, tmp_path):
+    config = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    unknown = _jasper("teach", str(path), "student.colour=red")
+    assert unknown.returncode == 2
+    assert "unknown key 'student.colour'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    untaught = _jasper("train", str(path))
+    assert untaught.returncode == 2
+    assert "jasper teach" in untaught.stderr
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    bad_corpus = _jasper("teach", str(path), f"corpus.path={empty}")
+    assert bad_corpus.returncode == 2 and "is empty" in bad_corpus.stderr

@@ -1,0 +1,92 @@
+"""Config loading, overrides and validation; every shipped config validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jasper.config import ConfigError, build_config, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config.stages
+
+
+def test_paper_config_is_the_paper_recipe():
+    config = load_config(ROOT / "configs" / "jasper_paper.yaml")
+    assert config.student.heads == [12288, 1024, 512, 256]
+    assert [(s.train, s.lr, s.steps, s.batch_size) for s in config.stages] == [
+        ("heads", 1e-4, 4000, 128),
+        ("last_layers", 8e-5, 7000, 128),
+        ("all", 7e-5, 2200, 128),
+    ]
+    assert config.stages[1].last_layers == 3
+    assert config.stages[2].active_heads(config.student.heads) == [12288, 1024, 512, 256]
+    assert (config.loss.cosine, config.loss.similarity, config.loss.resim, config.loss.margin) == (10, 200, 20, 0.015)
+
+
+def _base() -> dict:
+    return yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())
+
+
+def test_overrides_apply_with_types():
+    config = build_config(_base(), ["stages.1.lr=3e-4", "student.max_length=32", "name=other", "eval.stsb_dir=null"])
+    assert config.stages[1].lr == 3e-4
+    assert config.student.max_length == 32
+    assert config.name == "other"
+    assert config.eval.stsb_dir is None
+
+
+def test_unknown_top_level_key_is_an_error():
+    data = _base() | {"seeed": 1}
+    with pytest.raises(ConfigError, match="unknown key 'seeed'.*did you mean 'seed'"):
+        build_config(data)
+
+
+def test_unknown_nested_key_is_an_error():
+    with pytest.raises(ConfigError, match="unknown key 'student.max_lenght'"):
+        build_config(_base(), ["student.max_lenght=3"])
+
+
+def test_unknown_stage_key_is_an_error():
+    with pytest.raises(ConfigError, match="unknown key 'stages.0.learning_rate'"):
+        build_config(_base(), ["stages.0.learning_rate=1"])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        build_config(_base(), ["student.max_length"])
+    with pytest.raises(ConfigError, match="not an index"):
+        build_config(_base(), ["stages.9.lr=1"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["stages.1.last_layers=0", "stages.0.heads=[]", "stages.0.train_heads=[]"],
+)
+def test_stage_with_nothing_to_train_is_an_error(override):
+    with pytest.raises(ConfigError, match="nothing to train"):
+        build_config(_base(), [override])
+
+
+def test_stage_needs_steps_or_epochs():
+    data = _base()
+    data["stages"][0].pop("steps")
+    with pytest.raises(ConfigError, match="exactly one of `steps` or `epochs`"):
+        build_config(data)
+
+
+def test_stage_head_must_exist():
+    with pytest.raises(ConfigError, match="uses head 99"):
+        build_config(_base(), ["stages.2.heads=[768, 99]"])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
