@@ -84,6 +84,7 @@ class LossConfig(_Strict):
     similarity: float = Field(default=200.0, ge=0)
     resim: float = Field(default=20.0, ge=0)
     margin: float = 0.015
+    resim_impl: Literal["fast", "reference"] = "fast"  # same value and gradient; reference is P x P
 
 
 class StageConfig(_Strict):

@@ -12,6 +12,7 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"cosine loss needs equal shapes, got student {tuple(student.shape)} and teacher {tuple(teacher.shape)}"
         )
-    s = F.normalize(student.float(), dim=-1)
-    t = F.normalize(teacher.detach().float(), dim=-1)  # targets: no gradient to the teacher
+    dtype = torch.promote_types(student.dtype, torch.float32)  # bf16 in, float32 math
+    s = F.normalize(student.to(dtype), dim=-1)
+    t = F.normalize(teacher.detach().to(dtype), dim=-1)  # targets: no gradient to the teacher
     return (1.0 - (s * t).sum(dim=-1)).mean()

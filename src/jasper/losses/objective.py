@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from jasper.losses.cosine import cosine_loss
-from jasper.losses.resim import resim_loss
+from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
+from jasper.losses.resim_fast import teacher_groups
 from jasper.losses.similarity import similarity_loss
 
 
@@ -20,18 +21,22 @@ class DistillObjective:
     similarity: float = 200.0
     resim: float = 20.0
     margin: float = 0.015
+    resim_impl: str = "fast"  # "fast" (exact, O(P log^2 P)) or "reference" (P x P)
 
     def head_parts(
-        self, student: torch.Tensor, teacher: torch.Tensor, losses: Sequence[str]
+        self, student: torch.Tensor, teacher: torch.Tensor, losses: Sequence[str], groups: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """Unweighted parts for one head. (B, D), (B, Dt)"""
+        """Unweighted parts for one head. (B, D), (B, Dt); `groups` = shared teacher tie groups."""
         parts: dict[str, torch.Tensor] = {}
         if "cosine" in losses:
             parts["cosine"] = cosine_loss(student, teacher)
         if "similarity" in losses:
             parts["similarity"] = similarity_loss(student, teacher)
         if "resim" in losses:
-            parts["resim"] = resim_loss(student, teacher, self.margin)
+            if self.resim_impl == "reference":
+                parts["resim"] = resim_loss_reference(student, teacher, self.margin)
+            else:
+                parts["resim"] = resim_loss(student, teacher, self.margin, groups)
         return parts
 
     def __call__(
@@ -41,8 +46,11 @@ class DistillObjective:
         weights = {"cosine": self.cosine, "similarity": self.similarity, "resim": self.resim}
         out: dict[str, torch.Tensor] = {}
         total = teacher.new_zeros(())
+        groups = None
+        if self.resim_impl == "fast" and self.margin > 0 and any("resim" in losses[d] for d in heads):
+            groups = teacher_groups(pair_similarities(teacher.detach()))  # the teacher side, once for all heads
         for dim, vectors in heads.items():
-            for name, value in self.head_parts(vectors, teacher, losses[dim]).items():
+            for name, value in self.head_parts(vectors, teacher, losses[dim], groups).items():
                 out[f"{name}@{dim}"] = value
                 total = total + weights[name] * value
         out["loss"] = total

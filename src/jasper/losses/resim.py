@@ -3,12 +3,16 @@
 For pairs a = (i, j) and b = (k, l), i < j and k < l, with teacher similarity t_a > t_b (ties do not
 count as greater), penalise `max(0, s_b - s_a + margin)`; the loss is the mean over all C(P, 2)
 pair-of-pair comparisons, P = C(B, 2).
+
+`resim_loss` uses the exact O(P log^2 P) implementation of `resim_fast` (margin > 0);
+`resim_loss_reference` is the plain P x P version the paper's authors wrote, kept as the reference.
 """
 
 from __future__ import annotations
 
 import torch
 
+from jasper.losses.resim_fast import resim_from_pairs, teacher_groups
 from jasper.losses.similarity import similarity_matrix
 
 
@@ -22,7 +26,7 @@ def pair_similarities(vectors: torch.Tensor) -> torch.Tensor:
 def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
     """The plain P x P implementation, as the paper's authors wrote it. (B, Ds), (B, Dt) -> ()"""
     s = pair_similarities(student)
-    t = pair_similarities(teacher).detach()
+    t = pair_similarities(teacher.detach())
     n_pairs = s.shape[0]
     if n_pairs < 2:
         return s.sum() * 0.0
@@ -32,6 +36,16 @@ def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: f
     return (hinge * greater).sum() / comparisons
 
 
-def resim_loss(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
-    """Relative-similarity ranking loss. (B, Ds), (B, Dt) -> ()"""
-    return resim_loss_reference(student, teacher, margin)
+def resim_loss(
+    student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015, groups: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Relative-similarity ranking loss. (B, Ds), (B, Dt) -> ()
+
+    `groups` (teacher_groups of the teacher's pair similarities) can be passed to share the teacher
+    side between several heads; margin <= 0 falls back to the reference implementation.
+    """
+    if margin <= 0:
+        return resim_loss_reference(student, teacher, margin)
+    if groups is None:
+        groups = teacher_groups(pair_similarities(teacher.detach()))
+    return resim_from_pairs(pair_similarities(student), groups, margin)

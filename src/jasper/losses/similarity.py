@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 def similarity_matrix(vectors: torch.Tensor) -> torch.Tensor:
     """Cosine similarities between all rows. (B, D) -> (B, B)"""
-    unit = F.normalize(vectors.float(), dim=-1)
+    unit = F.normalize(vectors.to(torch.promote_types(vectors.dtype, torch.float32)), dim=-1)
     return unit @ unit.T
 
 

@@ -1,0 +1,90 @@
+"""The fast relative-similarity loss equals the P x P reference: value and gradient, ties included."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jasper.losses import DistillObjective
+from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
+from jasper.losses.resim_fast import resim_value_and_grad, teacher_groups
+
+
+def _check(student: torch.Tensor, teacher: torch.Tensor, margin: float) -> None:
+    fast_in = student.clone().requires_grad_(True)
+    ref_in = student.clone().requires_grad_(True)
+    fast = resim_loss(fast_in, teacher, margin)
+    ref = resim_loss_reference(ref_in, teacher, margin)
+    fast.backward()
+    ref.backward()
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fast_in.grad, ref_in.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [2, 3, 4, 7, 16, 33, 64])
+@pytest.mark.parametrize("margin", [0.015, 0.3])
+def test_parity_random(batch, margin):
+    generator = torch.Generator().manual_seed(batch)
+    student = torch.randn(batch, 9, dtype=torch.float64, generator=generator)
+    teacher = torch.randn(batch, 5, dtype=torch.float64, generator=generator)
+    _check(student, teacher, margin)
+
+
+@pytest.mark.parametrize("batch", [3, 8, 21, 64])
+def test_parity_tie_heavy(batch):
+    generator = torch.Generator().manual_seed(100 + batch)
+    # teacher rows drawn from 3 distinct vectors: most teacher pair similarities are exactly equal
+    basis = torch.randn(3, 4, dtype=torch.float64, generator=generator)
+    teacher = basis[torch.randint(0, 3, (batch,), generator=generator)]
+    student = torch.randn(batch, 6, dtype=torch.float64, generator=generator)
+    assert teacher_groups(pair_similarities(teacher)).unique().numel() <= 6
+    _check(student, teacher, 0.015)
+
+
+def test_parity_student_ties_too():
+    # duplicated student rows give equal student similarities as well
+    generator = torch.Generator().manual_seed(7)
+    rows = torch.randint(0, 4, (20,), generator=generator)
+    student = torch.randn(4, 5, dtype=torch.float64, generator=generator)[rows]
+    teacher = torch.randn(3, 5, dtype=torch.float64, generator=generator)[rows % 3]
+    _check(student, teacher, 0.015)
+
+
+def test_all_teacher_ties_give_zero():
+    loss, grad = resim_value_and_grad(torch.rand(10, dtype=torch.float64), torch.zeros(10, dtype=torch.long), 0.1)
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+    assert grad.abs().sum().item() == 0.0
+
+
+def test_float32_and_bf16_inputs():
+    generator = torch.Generator().manual_seed(3)
+    student = torch.randn(32, 16, generator=generator)
+    teacher = torch.randn(32, 16, generator=generator)
+    torch.testing.assert_close(
+        resim_loss(student, teacher), resim_loss_reference(student, teacher), rtol=1e-4, atol=1e-6
+    )
+    half = student.to(torch.bfloat16).requires_grad_(True)
+    loss = resim_loss(half, teacher)
+    loss.backward()
+    assert loss.dtype == torch.float32 and half.grad is not None and half.grad.dtype == torch.bfloat16
+
+
+def test_objective_shares_teacher_side_and_matches_reference():
+    generator = torch.Generator().manual_seed(5)
+    heads = {
+        8: torch.randn(12, 8, dtype=torch.float64, generator=generator),
+        3: torch.randn(12, 3, dtype=torch.float64, generator=generator),
+    }
+    teacher = torch.randn(12, 8, dtype=torch.float64, generator=generator)
+    losses = {8: ["cosine", "similarity", "resim"], 3: ["similarity", "resim"]}
+    fast = DistillObjective(resim_impl="fast")(heads, teacher, losses)
+    ref = DistillObjective(resim_impl="reference")(heads, teacher, losses)
+    for key in ref:
+        torch.testing.assert_close(fast[key], ref[key])
+
+
+def test_non_positive_margin_falls_back_to_reference():
+    generator = torch.Generator().manual_seed(9)
+    student = torch.randn(6, 4, dtype=torch.float64, generator=generator)
+    teacher = torch.randn(6, 4, dtype=torch.float64, generator=generator)
+    torch.testing.assert_close(resim_loss(student, teacher, 0.0), resim_loss_reference(student, teacher, 0.0))
