@@ -9,8 +9,11 @@ from jasper.losses import DistillObjective
 from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
 from jasper.losses.resim_fast import resim_value_and_grad, teacher_groups
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
-def _check(student: torch.Tensor, teacher: torch.Tensor, margin: float) -> None:
+
+def _check(student: torch.Tensor, teacher: torch.Tensor, margin: float, device: str = "cpu") -> None:
+    student, teacher = student.to(device), teacher.to(device)
     fast_in = student.clone().requires_grad_(True)
     ref_in = student.clone().requires_grad_(True)
     fast = resim_loss(fast_in, teacher, margin)
@@ -21,24 +24,42 @@ def _check(student: torch.Tensor, teacher: torch.Tensor, margin: float) -> None:
     torch.testing.assert_close(fast_in.grad, ref_in.grad, rtol=1e-9, atol=1e-12)
 
 
+@pytest.fixture(params=["auto", "sort"])
+def path(request, monkeypatch):
+    """'sort' forces the O(P log^2 P) path even where the fused CUDA kernel would be chosen."""
+    if request.param == "sort":
+        from jasper.losses import resim_fast
+
+        monkeypatch.setattr(resim_fast, "CUDA_DENSE_MAX_PAIRS", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [2, 3, 4, 7, 16, 33, 64])
 @pytest.mark.parametrize("margin", [0.015, 0.3])
-def test_parity_random(batch, margin):
+def test_parity_random(batch, margin, device, path):
     generator = torch.Generator().manual_seed(batch)
     student = torch.randn(batch, 9, dtype=torch.float64, generator=generator)
     teacher = torch.randn(batch, 5, dtype=torch.float64, generator=generator)
-    _check(student, teacher, margin)
+    _check(student, teacher, margin, device)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", [3, 8, 21, 64])
-def test_parity_tie_heavy(batch):
+def test_parity_tie_heavy(batch, device, path):
     generator = torch.Generator().manual_seed(100 + batch)
     # teacher rows drawn from 3 distinct vectors: most teacher pair similarities are exactly equal
     basis = torch.randn(3, 4, dtype=torch.float64, generator=generator)
     teacher = basis[torch.randint(0, 3, (batch,), generator=generator)]
     student = torch.randn(batch, 6, dtype=torch.float64, generator=generator)
     assert teacher_groups(pair_similarities(teacher)).unique().numel() <= 6
-    _check(student, teacher, 0.015)
+    _check(student, teacher, 0.015, device)
+
+
+def test_teacher_groups_is_a_dense_rank():
+    values = torch.tensor([0.3, 0.1, 0.3, 0.2, 0.1, 0.9])
+    torch.testing.assert_close(teacher_groups(values), torch.tensor([2, 0, 2, 1, 0, 3]))
+    torch.testing.assert_close(teacher_groups(values), torch.unique(values, return_inverse=True)[1])
 
 
 def test_parity_student_ties_too():
@@ -54,6 +75,21 @@ def test_all_teacher_ties_give_zero():
     loss, grad = resim_value_and_grad(torch.rand(10, dtype=torch.float64), torch.zeros(10, dtype=torch.long), 0.1)
     assert loss.item() == pytest.approx(0.0, abs=1e-12)
     assert grad.abs().sum().item() == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_bf16_autocast_accumulates_in_float32():
+    generator = torch.Generator().manual_seed(11)
+    student = torch.randn(48, 32, generator=generator).cuda().requires_grad_(True)
+    weight = torch.randn(32, 32, generator=generator).cuda()
+    teacher = torch.randn(48, 32, generator=generator).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        projected = student @ weight
+        loss = resim_loss(projected, teacher)
+    loss.backward()
+    assert loss.dtype == torch.float32 and torch.isfinite(student.grad).all()
+    reference = resim_loss_reference(projected.detach().float(), teacher)
+    torch.testing.assert_close(loss.detach(), reference, rtol=1e-4, atol=1e-6)
 
 
 def test_float32_and_bf16_inputs():

@@ -9,7 +9,7 @@ import torch
 
 from jasper.losses.cosine import cosine_loss
 from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
-from jasper.losses.resim_fast import teacher_groups
+from jasper.losses.resim_fast import MIN_MARGIN, TeacherSide, teacher_side
 from jasper.losses.similarity import similarity_loss
 
 
@@ -24,9 +24,9 @@ class DistillObjective:
     resim_impl: str = "fast"  # "fast" (exact, O(P log^2 P)) or "reference" (P x P)
 
     def head_parts(
-        self, student: torch.Tensor, teacher: torch.Tensor, losses: Sequence[str], groups: torch.Tensor | None = None
+        self, student: torch.Tensor, teacher: torch.Tensor, losses: Sequence[str], side: TeacherSide | None = None
     ) -> dict[str, torch.Tensor]:
-        """Unweighted parts for one head. (B, D), (B, Dt); `groups` = shared teacher tie groups."""
+        """Unweighted parts for one head. (B, D), (B, Dt); `side` = the shared teacher side of resim."""
         parts: dict[str, torch.Tensor] = {}
         if "cosine" in losses:
             parts["cosine"] = cosine_loss(student, teacher)
@@ -36,7 +36,7 @@ class DistillObjective:
             if self.resim_impl == "reference":
                 parts["resim"] = resim_loss_reference(student, teacher, self.margin)
             else:
-                parts["resim"] = resim_loss(student, teacher, self.margin, groups)
+                parts["resim"] = resim_loss(student, teacher, self.margin, side)
         return parts
 
     def __call__(
@@ -46,11 +46,11 @@ class DistillObjective:
         weights = {"cosine": self.cosine, "similarity": self.similarity, "resim": self.resim}
         out: dict[str, torch.Tensor] = {}
         total = teacher.new_zeros(())
-        groups = None
-        if self.resim_impl == "fast" and self.margin > 0 and any("resim" in losses[d] for d in heads):
-            groups = teacher_groups(pair_similarities(teacher.detach()))  # the teacher side, once for all heads
+        side = None
+        if self.resim_impl == "fast" and self.margin >= MIN_MARGIN and any("resim" in losses[d] for d in heads):
+            side = teacher_side(pair_similarities(teacher.detach()))  # once for all heads
         for dim, vectors in heads.items():
-            for name, value in self.head_parts(vectors, teacher, losses[dim], groups).items():
+            for name, value in self.head_parts(vectors, teacher, losses[dim], side).items():
                 out[f"{name}@{dim}"] = value
                 total = total + weights[name] * value
         out["loss"] = total

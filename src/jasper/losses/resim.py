@@ -10,17 +10,24 @@ pair-of-pair comparisons, P = C(B, 2).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from jasper.losses.resim_fast import resim_from_pairs, teacher_groups
+from jasper.losses.resim_fast import MIN_MARGIN, TeacherSide, resim_from_pairs, teacher_side
 from jasper.losses.similarity import similarity_matrix
+
+
+@functools.cache
+def _upper_triangle(batch: int, device: torch.device) -> torch.Tensor:
+    rows, cols = torch.triu_indices(batch, batch, offset=1, device=device)
+    return rows * batch + cols
 
 
 def pair_similarities(vectors: torch.Tensor) -> torch.Tensor:
     """Upper-triangle (i < j) cosine similarities, row-major. (B, D) -> (P,)"""
     sims = similarity_matrix(vectors)
-    rows, cols = torch.triu_indices(sims.shape[0], sims.shape[0], offset=1, device=sims.device)
-    return sims[rows, cols]
+    return sims.reshape(-1)[_upper_triangle(sims.shape[0], sims.device)]
 
 
 def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
@@ -37,15 +44,15 @@ def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: f
 
 
 def resim_loss(
-    student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015, groups: torch.Tensor | None = None
+    student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015, side: TeacherSide | None = None
 ) -> torch.Tensor:
     """Relative-similarity ranking loss. (B, Ds), (B, Dt) -> ()
 
-    `groups` (teacher_groups of the teacher's pair similarities) can be passed to share the teacher
-    side between several heads; margin <= 0 falls back to the reference implementation.
+    `side` (`teacher_side` of the teacher's pair similarities) can be passed to share the teacher
+    side between several heads; a margin below MIN_MARGIN (1e-6) falls back to the reference implementation.
     """
-    if margin <= 0:
+    if margin < MIN_MARGIN:
         return resim_loss_reference(student, teacher, margin)
-    if groups is None:
-        groups = teacher_groups(pair_similarities(teacher.detach()))
-    return resim_from_pairs(pair_similarities(student), groups, margin)
+    if side is None:
+        side = teacher_side(pair_similarities(teacher.detach()))
+    return resim_from_pairs(pair_similarities(student), side, margin)

@@ -8,8 +8,9 @@ from torch.nn import functional as F
 
 def similarity_matrix(vectors: torch.Tensor) -> torch.Tensor:
     """Cosine similarities between all rows. (B, D) -> (B, B)"""
-    unit = F.normalize(vectors.to(torch.promote_types(vectors.dtype, torch.float32)), dim=-1)
-    return unit @ unit.T
+    with torch.autocast(vectors.device.type, enabled=False):  # bf16 autocast: similarities in float32
+        unit = F.normalize(vectors.to(torch.promote_types(vectors.dtype, torch.float32)), dim=-1)
+        return unit @ unit.T
 
 
 def similarity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
