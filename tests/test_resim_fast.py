@@ -92,6 +92,26 @@ def test_cuda_bf16_autocast_accumulates_in_float32():
     torch.testing.assert_close(loss.detach(), reference, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_objective_replays_as_cuda_graph():
+    from jasper.losses.cuda_graph import graph_objective
+
+    generator = torch.Generator().manual_seed(12)
+    fc1 = torch.randn(64, 24, generator=generator).cuda().requires_grad_(True)
+    short = torch.randn(64, 6, generator=generator).cuda().requires_grad_(True)
+    teacher = torch.randn(64, 24, generator=generator).cuda()
+    objective = DistillObjective()
+    losses = {24: ["cosine", "similarity", "resim"], 6: ["similarity", "resim"]}
+    graphed = graph_objective(objective, {24: (64, 24), 6: (64, 6)}, (64, 24), losses)  # capture first
+    replay = graphed({24: fc1, 6: short}, teacher)
+    replay_grads = torch.autograd.grad(replay, (fc1, short))
+    eager = objective({24: fc1, 6: short}, teacher, losses)["loss"]
+    eager_grads = torch.autograd.grad(eager, (fc1, short))
+    torch.testing.assert_close(replay, eager)
+    for got, expected in zip(replay_grads, eager_grads, strict=True):
+        torch.testing.assert_close(got, expected)
+
+
 def test_float32_and_bf16_inputs():
     generator = torch.Generator().manual_seed(3)
     student = torch.randn(32, 16, generator=generator)
