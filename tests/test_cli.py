@@ -69,6 +69,10 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
         np.load(tmp_path / "v.npy"), exported.encode(["the cat saw a dog", "music and film"]), atol=1e-5
     )
 
+    plain = _jasper("eval", str(run_dir / "export" / "dim-6"), "--stsb-dir", str(tmp_path / "no-stsb"))
+    assert plain.returncode == 0, plain.stderr
+    assert "STS-B skipped" in plain.stdout
+
     out = tmp_path / "single"
     single = _jasper("export", str(run_dir), "--dim", "3", "--out", str(out))
     assert single.returncode == 0, single.stderr

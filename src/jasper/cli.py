@@ -82,9 +82,20 @@ def _evaluate(config: RunConfig, started: float) -> None:
 
 @app.command("eval")
 @_guard
-def evaluate(target: ConfigArg, overrides: Overrides = None) -> None:
-    """Evaluate a run: every head, the initialisation and the teachers; writes report.json."""
-    _evaluate(_config(target, overrides, save=False), time.perf_counter())
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="a config, a run folder, or any sentence-transformers model")],
+    overrides: Overrides = None,
+    stsb_dir: Annotated[str, typer.Option(help="STS-B folder, for a plain model")] = "../shared/data/stsb",
+) -> None:
+    """Evaluate a run (every head, the initialisation, the teachers; writes report.json) or a plain model."""
+    if target.suffix in (".yaml", ".yml") or (target / "config.yaml").is_file():
+        _evaluate(_config(target, overrides, save=False), time.perf_counter())
+        return
+    from jasper.eval.report import print_table
+    from jasper.eval.runner import evaluate_model, scores_as_dicts
+
+    scores, notes = evaluate_model(str(target), stsb_dir)
+    print_table(scores_as_dicts(scores), notes, title=f"jasper eval '{target}'")
 
 
 def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:

@@ -119,6 +119,24 @@ def _teacher_rows(
     return rows
 
 
+def evaluate_model(name: str, stsb_dir: str | None, batch_size: int = 64) -> tuple[list[Score], list[str]]:
+    """STS-B test for any sentence-transformers model (folder or hub id), e.g. an exported head."""
+    from sentence_transformers import SentenceTransformer
+
+    from jasper.assets import resolve_model
+
+    sts_path = stsb_test_path(stsb_dir)
+    if sts_path is None:
+        return [], [f"STS-B skipped: no sts-test.csv under '{stsb_dir}'"]
+    model = SentenceTransformer(resolve_model(name), device="cpu")
+
+    def encode(texts: list[str]) -> dict[int, np.ndarray]:
+        vectors = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=True))
+        return {int(vectors.shape[1]): vectors}
+
+    return sts_rows(name, encode, read_sts(sts_path)), []
+
+
 def scores_as_dicts(scores: list[Score]) -> list[dict[str, object]]:
     """Rows for report.json."""
     return [asdict(s) for s in scores]
