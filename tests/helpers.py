@@ -111,45 +111,37 @@ def make_tokenizer(folder: Path):
     return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
 
 
-def make_tiny_bert(folder: Path, layers: int = 4, hidden: int = 16) -> Path:
-    """Save a random 4-layer, 16-wide BERT and its tokenizer to `folder`."""
+def _save_tiny(folder: Path, config_class, model_class, layers: int, hidden: int, **extra) -> Path:
     import torch
-    from transformers import BertConfig, BertModel
 
     torch.manual_seed(0)
     tokenizer = make_tokenizer(folder)
-    config = BertConfig(
+    config = config_class(
         vocab_size=len(vocab()),
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=2 * hidden,
         max_position_embeddings=64,
+        **extra,
     )
-    BertModel(config).save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def make_tiny_bert(folder: Path, layers: int = 4, hidden: int = 16) -> Path:
+    """Save a random 4-layer, 16-wide BERT and its tokenizer to `folder`."""
+    from transformers import BertConfig, BertModel
+
+    return _save_tiny(folder, BertConfig, BertModel, layers, hidden)
 
 
 def make_tiny_qwen2(folder: Path, layers: int = 4, hidden: int = 16) -> Path:
     """Save a random 4-layer, 16-wide Qwen2 (the stella family) with a BERT-vocabulary tokenizer."""
-    import torch
     from transformers import Qwen2Config, Qwen2Model
 
-    torch.manual_seed(0)
-    tokenizer = make_tokenizer(folder)
-    config = Qwen2Config(
-        vocab_size=len(vocab()),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=64,
-    )
-    Qwen2Model(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return _save_tiny(folder, Qwen2Config, Qwen2Model, layers, hidden, num_key_value_heads=1)
 
 
 def _hash_vector(text: str, dim: int, salt: str) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import signal
 
 import numpy as np
 import torch
@@ -40,3 +41,14 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def kill_point(variable: str, done: int) -> None:
+    """For the resume tests: SIGKILL this process once `done` reaches the count in env `variable`.
+
+    A real kill, as an out-of-memory killer or a pre-empted node would do, not an exception that
+    cleanup code could catch.
+    """
+    limit = os.environ.get(variable)
+    if limit and done >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -7,8 +7,6 @@ Layout of `<store>/<teacher>/`: `manifest.json` (teacher, model, prompt, dim, ro
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from tqdm.auto import tqdm
 from jasper.config import TeacherConfig
 from jasper.data.corpus import texts_hash
 from jasper.io import atomic_write, atomic_write_json
+from jasper.runtime import kill_point
 
 logger = logging.getLogger(__name__)
 
@@ -81,13 +80,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _kill_hook(done: int) -> None:
-    # for the resume tests: a real SIGKILL after N shards, as an out-of-memory kill would do
-    limit = os.environ.get("JASPER_KILL_AFTER_SHARDS")
-    if limit and done >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     def write(tmp: Path) -> None:
         with tmp.open("wb") as handle:
@@ -135,7 +127,7 @@ def compute_teacher(
             check_vectors(vectors, k * shard_size, batch, config.name)
             _save_npy(teacher_dir / f"shard-{k:05d}.npy", _normalise(vectors).astype(dtype))
             bar.update(len(batch))
-            _kill_hook(done)
+            kill_point("JASPER_KILL_AFTER_SHARDS", done)
     _consolidate(teacher_dir, manifest, n_shards)
     return teacher_dir
 

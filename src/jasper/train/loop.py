@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
 from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
-from jasper.runtime import pick_device, seed_everything
+from jasper.runtime import kill_point, pick_device, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from jasper.train.log import TrainLog
 from jasper.train.stages import apply_stage, encoder_trains
@@ -51,13 +50,6 @@ def _schedule(optimizer: torch.optim.Optimizer, stage: StageConfig, total: int) 
     if stage.schedule == "cosine":
         return get_cosine_schedule_with_warmup(optimizer, warmup, total)
     return get_constant_schedule_with_warmup(optimizer, warmup)
-
-
-def _kill_hook(steps_done: int) -> None:
-    # for the resume tests: a real SIGKILL after N optimizer steps in this process
-    limit = os.environ.get("JASPER_KILL_AFTER_STEPS")
-    if limit and steps_done >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[None]:
@@ -171,7 +163,7 @@ class StageRunner:
                 )
                 save_checkpoint(self.checkpoint_path, state)
             self.steps_this_process += 1
-            _kill_hook(self.steps_this_process)
+            kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
         bar.close()
 
     def _step(
