@@ -55,6 +55,15 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert ("init", 16, "teacher-similarity") in keys
     assert {("ta", 8, "teacher-similarity"), ("tb", 4, "teacher-similarity")} <= keys
     assert any("STS-B skipped" in note for note in report["notes"])
+    for task in ("lee-docsim", "wordsim353", "simlex999", "polarity", "newsgroups-clustering"):
+        for model, dim in (("student", 12), ("student", 3), ("init", 16), ("ta", 8), ("tb", 4)):
+            assert (model, dim, task) in keys
+    assert (run_dir / "report.md").read_text().startswith("# jasper run 'tiny'")
+    for plot in ("scores_by_dim.png", "loss_parts.png"):
+        assert (run_dir / "plots" / plot).stat().st_size > 1000
+    again = _jasper("eval", str(run_dir))  # everything cached: nothing to encode
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
     for dim in (12, 6, 3):
         assert (run_dir / "export" / f"dim-{dim}" / "modules.json").is_file()
 

@@ -60,7 +60,8 @@ def test_gensim_sample_corpus_is_deterministic_and_clean():
     _need("gensim")
     from jasper.data.sources import gensim_sample
 
-    first = gensim_sample(500, seed=0)
-    assert first == gensim_sample(500, seed=0)
+    first, heldout = gensim_sample(500, seed=0, holdout_articles=5)
+    assert (first, heldout) == gensim_sample(500, seed=0, holdout_articles=5)
+    assert len(heldout) == 5
     assert len(first) == 500 and len(set(first)) == 500
     assert all("|" not in s and len(s) >= 40 for s in first)

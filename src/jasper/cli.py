@@ -71,12 +71,21 @@ def train(config: ConfigArg, overrides: Overrides = None) -> None:
 
 
 def _evaluate(config: RunConfig, started: float) -> None:
-    from jasper.eval.report import print_table, write_report
+    from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim
+    from jasper.eval.report import print_table, write_markdown, write_report
     from jasper.eval.runner import evaluate_run, scores_as_dicts
+    from jasper.train.log import TrainLog
 
     scores, notes = evaluate_run(config)
     rows = scores_as_dicts(scores)
-    write_report(config.run_dir / "report.json", rows, time.perf_counter() - started, notes, run=config.name)
+    run_dir = config.run_dir
+    write_report(run_dir / "report.json", rows, time.perf_counter() - started, notes, run=config.name)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    plots = [
+        plot_scores_by_dim(rows, run_dir / "plots" / "scores_by_dim.png"),
+        plot_loss_parts(TrainLog(run_dir / "train_log.jsonl").read(), run_dir / "plots" / "loss_parts.png"),
+    ]
+    write_markdown(run_dir / "report.md", f"jasper run '{config.name}'", rows, notes, [p for p in plots if p])
     print_table(rows, notes, title=f"jasper run '{config.name}'")
 
 
@@ -169,6 +178,24 @@ def run(config: ConfigArg, overrides: Overrides = None) -> None:
     _evaluate(resolved, started)
     for path in paths:
         logger.info("sentence-transformers model: %s", path)
+
+
+@app.command()
+@_guard
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="first run folder (holding report.json)")],
+    run_b: Annotated[Path, typer.Argument(help="second run folder")],
+    out: Annotated[Optional[Path], typer.Option(help="also write the table as Markdown here")] = None,  # noqa: UP045
+) -> None:
+    """Two runs' reports side by side, with the difference (e.g. a loss ablation)."""
+    from jasper.eval.compare import compare_reports, print_comparison
+
+    rows = compare_reports(run_a, run_b)
+    markdown = print_comparison(rows, run_a.name, run_b.name)
+    if out is not None:
+        from jasper.io import atomic_write_text
+
+        atomic_write_text(out, markdown)
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ class CorpusConfig(_Strict):
     text_field: str = "text"
     max_texts: int | None = Field(default=None, gt=0)
     holdout: int = Field(default=256, ge=0)  # rows kept out of training for agreement eval
+    holdout_articles: int = Field(default=10, ge=0)  # source corpora: whole articles kept out, for retrieval
 
     @model_validator(mode="after")
     def _one_origin(self) -> CorpusConfig:
@@ -144,6 +145,8 @@ class EvalConfig(_Strict):
     """Quick evaluation after training."""
 
     stsb_dir: str | None = "../shared/data/stsb"
+    sts_files: list[str] = []  # more STS-B-format files, each its own task
+    models: list[str] = []  # extra sentence-transformers models (folders or hub ids) to put in the table
     batch_size: int = Field(default=64, gt=0)
     teachers: bool = True
     init: bool = True

@@ -8,7 +8,9 @@ import numpy as np
 
 from jasper.config import RunConfig
 from jasper.data.corpus import CorpusError, check_texts, read_corpus
-from jasper.io import atomic_write_text
+from jasper.io import atomic_write_json, atomic_write_text
+
+HELDOUT_ARTICLES = "heldout_articles.json"  # Wikipedia articles kept out of the corpus, for derived retrieval
 
 
 def load_texts(config: RunConfig) -> list[str]:
@@ -21,8 +23,9 @@ def load_texts(config: RunConfig) -> list[str]:
     if not cached.is_file():
         from jasper.data.sources import gensim_sample
 
-        texts = gensim_sample(corpus.max_texts, config.seed)
+        texts, heldout = gensim_sample(corpus.max_texts, config.seed, corpus.holdout_articles)
         check_texts(texts, str(corpus.source))
+        atomic_write_json(config.run_dir / HELDOUT_ARTICLES, heldout)
         atomic_write_text(cached, "\n".join(texts) + "\n")
     return read_corpus(cached)
 

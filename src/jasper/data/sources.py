@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 MIN_CHARS, MAX_CHARS = 40, 300
+MIN_HELDOUT_SENTENCES = 8  # a lead sentence and enough passages to retrieve
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
 
@@ -59,13 +60,23 @@ def lee_background_sentences() -> list[str]:
     return [s for line in lines.splitlines() for s in split_sentences(line)]
 
 
-def gensim_sample(max_texts: int | None, seed: int) -> list[str]:
-    """Deduplicated Wikipedia + news sentences, shuffled with `seed`, at most `max_texts`."""
-    sentences = [s for _, article in wikipedia_articles() for s in article]
+def heldout_article_titles(articles: list[tuple[str, list[str]]], count: int, seed: int) -> list[str]:
+    """Titles of `count` seeded-random articles with enough sentences for a retrieval query."""
+    eligible = sorted(title for title, sentences in articles if len(sentences) >= MIN_HELDOUT_SENTENCES)
+    random.Random(seed).shuffle(eligible)
+    return sorted(eligible[:count])
+
+
+def gensim_sample(max_texts: int | None, seed: int, holdout_articles: int = 0) -> tuple[list[str], list[str]]:
+    """(sentences, held-out article titles): deduplicated Wikipedia + news sentences, shuffled with
+    `seed`, at most `max_texts`, none from the `holdout_articles` articles kept out for evaluation."""
+    articles = wikipedia_articles()
+    heldout = heldout_article_titles(articles, holdout_articles, seed)
+    sentences = [s for title, article in articles if title not in heldout for s in article]
     sentences += lee_background_sentences()
     unique = list(dict.fromkeys(s for s in sentences if _looks_like_prose(s)))
     random.Random(seed).shuffle(unique)
-    return unique[:max_texts] if max_texts else unique
+    return (unique[:max_texts] if max_texts else unique), heldout
 
 
 def _looks_like_prose(sentence: str) -> bool:

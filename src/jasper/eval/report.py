@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from jasper.io import atomic_write_json
+from jasper.io import atomic_write_json, atomic_write_text
 
 
 def score_table(rows: list[dict[str, Any]], title: str = "jasper evaluation") -> Table:
@@ -25,6 +25,30 @@ def score_table(rows: list[dict[str, Any]], title: str = "jasper evaluation") ->
         values = [cells.get((model, dim, t)) for t in tasks]
         table.add_row(model, str(dim), *("-" if v is None else f"{v:.2f}" for v in values))
     return table
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The score table in Markdown: one line per (model, dim), one column per task."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    cells = {(r["model"], r["dim"], r["task"]): r["score"] for r in rows}
+    lines = ["| model | dim | " + " | ".join(tasks) + " |", "|---|---:|" + "---:|" * len(tasks)]
+    for model, dim in dict.fromkeys((r["model"], r["dim"]) for r in rows):
+        values = [cells.get((model, dim, t)) for t in tasks]
+        lines.append(f"| {model} | {dim} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, title: str, rows: list[dict[str, Any]], notes: list[str], plots: list[Path]) -> None:
+    """report.md: the table, the notes, the plots."""
+    text = f"# {title}\n\n" + markdown_table(rows)
+    text += "".join(f"\n- note: {n}" for n in notes) + ("\n" if notes else "")
+    text += (
+        "\nTasks marked `derived` are built by jasper from the run's held-out Wikipedia articles, not a benchmark.\n"
+        if any("derived" in r["task"] for r in rows)
+        else ""
+    )
+    text += "".join(f"\n![{p.stem}]({p.relative_to(path.parent).as_posix()})\n" for p in plots)
+    atomic_write_text(path, text)
 
 
 def print_table(rows: list[dict[str, Any]], notes: list[str], title: str = "jasper evaluation") -> None:

@@ -1,27 +1,33 @@
-"""Quick evaluation of a run: the student at every head, its initialisation and each teacher."""
+"""Evaluate a run: the student at every head, its initialisation, each teacher and any extra model,
+on every offline task plus agreement with the teachers; results cached per (model, dim, task)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from jasper.config import RunConfig
+from jasper.config import RunConfig, TeacherConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
 from jasper.eval import metrics
-from jasper.eval.sts import StsPairs, read_sts, stsb_test_path
-from jasper.teachers import Teacher
+from jasper.eval.cache import ScoreCache
+from jasper.eval.offline_tasks import offline_tasks
+from jasper.eval.tasks import Task
+from jasper.models.student import Student
 
 logger = logging.getLogger(__name__)
-STSB_TASK = "sts-b-test"
 COSINE_TASK = "teacher-cosine"
 SIMILARITY_TASK = "teacher-similarity"
+ENCODE_CHUNK = 256
 
-# texts -> {dim: vectors}
+# texts -> {dim: L2-normalised vectors}
 Encoder = Callable[[list[str]], dict[int, np.ndarray]]
 
 
@@ -35,10 +41,39 @@ class Score:
     score: float
 
 
-def sts_rows(model: str, encode: Encoder, pairs: StsPairs) -> list[Score]:
-    """STS-B test score for every dim the encoder gives."""
-    left, right = encode(pairs.left), encode(pairs.right)
-    return [Score(model, dim, STSB_TASK, metrics.sts_spearman(left[dim], right[dim], pairs.scores)) for dim in left]
+@dataclass
+class Candidate:
+    """A model to evaluate: its name in the report, a cache fingerprint, and how to embed texts."""
+
+    name: str
+    fingerprint: str
+    dims: list[int]
+    encode: Encoder
+
+
+def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> list[Score]:
+    """Every task for every dim of the candidate, computing only what the cache lacks."""
+    rows: list[Score] = []
+    for task in tasks:
+        cached = cache.get(candidate.fingerprint, task)
+        if cached is None:
+            vectors = _encode_all(candidate, task.texts, task.name)
+            cached = {dim: task.score(vectors[dim]) for dim in candidate.dims}
+            cache.put(candidate.fingerprint, task, cached)
+        for dim, values in cached.items():
+            for metric, value in values.items():
+                name = task.name if len(values) == 1 else f"{task.name}:{metric}"
+                rows.append(Score(candidate.name, int(dim), name, value))
+    return rows
+
+
+def _encode_all(candidate: Candidate, texts: list[str], task: str) -> dict[int, np.ndarray]:
+    parts: dict[int, list[np.ndarray]] = {d: [] for d in candidate.dims}
+    chunks = range(0, len(texts), ENCODE_CHUNK)
+    for start in tqdm(chunks, desc=f"{candidate.name} {task}", unit="chunk", leave=False):
+        for dim, vectors in candidate.encode(texts[start : start + ENCODE_CHUNK]).items():
+            parts[dim].append(vectors)
+    return {d: metrics.normalize_rows(np.concatenate(p)) for d, p in parts.items()}
 
 
 def agreement_rows(model: str, vectors: dict[int, np.ndarray], target: np.ndarray) -> list[Score]:
@@ -49,6 +84,18 @@ def agreement_rows(model: str, vectors: dict[int, np.ndarray], target: np.ndarra
             rows.append(Score(model, dim, COSINE_TASK, metrics.mean_teacher_cosine(found, target)))
         rows.append(Score(model, dim, SIMILARITY_TASK, metrics.similarity_agreement(found, target)))
     return rows
+
+
+def _lazy(factory: Callable[[], Encoder]) -> Encoder:
+    """An encoder that loads its model on first use, so fully cached models are never loaded."""
+    loaded: list[Encoder] = []
+
+    def encode(texts: list[str]) -> dict[int, np.ndarray]:
+        if not loaded:
+            loaded.append(factory())
+        return loaded[0](texts)
+
+    return encode
 
 
 def _student_encoder(student: object, dims: list[int | None], batch_size: int) -> Encoder:
@@ -63,78 +110,116 @@ def _student_encoder(student: object, dims: list[int | None], batch_size: int) -
     return encode
 
 
-def _teacher_encoder(teacher: Teacher, dim: int) -> Encoder:
+def _teacher_encoder(config: TeacherConfig, dim: int) -> Encoder:
+    from jasper.teachers import build_teacher
+
+    teacher = build_teacher(config)
     return lambda texts: {dim: teacher.encode(texts)}
 
 
-def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[list[Score], list[str]]:
-    """(scores, notes) for the run's student, its initialisation and its teachers."""
-    from jasper.models.student import build_student, load_student
-
-    notes: list[str] = []
-    texts = load_texts(config)
-    _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
-    store = TeacherStore(config.store_dir, config.teachers, texts)
-    target = store.vectors(held).numpy()
-    held_texts = [texts[int(i)] for i in held]
-    sts_path = stsb_test_path(config.eval.stsb_dir)
-    pairs = read_sts(sts_path) if sts_path else None
-    if pairs is None:
-        notes.append(f"STS-B skipped: no sts-test.csv under '{config.eval.stsb_dir}'")
-    if len(held) < 2:
-        notes.append("teacher agreement skipped: corpus.holdout < 2")
-
-    models: list[tuple[str, Encoder]] = []
-    student = load_student(student_dir or config.run_dir / "student")
-    models.append(("student", _student_encoder(student, list(student.head_dims), config.eval.batch_size)))
-    if config.eval.init:
-        init = build_student(config.student)
-        models.append(("init", _student_encoder(init, [None], config.eval.batch_size)))
-    scores: list[Score] = []
-    for name, encode in models:
-        logger.info("evaluating %s", name)
-        if pairs is not None:
-            scores += sts_rows(name, encode, pairs)
-        if len(held) >= 2:
-            scores += agreement_rows(name, encode(held_texts), target)
-    if config.eval.teachers:
-        scores += _teacher_rows(config, store, held, target, pairs)
-    return scores, notes
-
-
-def _teacher_rows(
-    config: RunConfig, store: TeacherStore, held: np.ndarray, target: np.ndarray, pairs: StsPairs | None
-) -> list[Score]:
-    from jasper.teachers import build_teacher
-
-    rows: list[Score] = []
-    for teacher_config, dim in zip(config.teachers, store.dims, strict=True):
-        name = teacher_config.name
-        if len(held) >= 2:
-            own = store.teacher_vectors(name, held).numpy()
-            rows.append(Score(name, dim, SIMILARITY_TASK, metrics.similarity_agreement(own, target)))
-        if pairs is not None:
-            logger.info("evaluating teacher %s", name)
-            rows += sts_rows(name, _teacher_encoder(build_teacher(teacher_config), dim), pairs)
-    return rows
-
-
-def evaluate_model(name: str, stsb_dir: str | None, batch_size: int = 64) -> tuple[list[Score], list[str]]:
-    """STS-B test for any sentence-transformers model (folder or hub id), e.g. an exported head."""
+def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
     from sentence_transformers import SentenceTransformer
 
     from jasper.assets import resolve_model
 
-    sts_path = stsb_test_path(stsb_dir)
-    if sts_path is None:
-        return [], [f"STS-B skipped: no sts-test.csv under '{stsb_dir}'"]
     model = SentenceTransformer(resolve_model(name), device="cpu")
 
     def encode(texts: list[str]) -> dict[int, np.ndarray]:
-        vectors = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=True))
+        vectors = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False))
         return {int(vectors.shape[1]): vectors}
 
-    return sts_rows(name, encode, read_sts(sts_path)), []
+    return encode
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _key(kind: str, data: object) -> str:
+    return f"{kind}:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_candidates(config: RunConfig, store: TeacherStore, student: Student, student_dir: Path) -> list[Candidate]:
+    """The student (every head), its initialisation, each teacher and the extra models of `eval.models`."""
+    from jasper.models.student import build_student
+
+    batch = config.eval.batch_size
+    found = [
+        Candidate(
+            "student",
+            _key("student", _folder_fingerprint(student_dir)),
+            list(student.head_dims),
+            _student_encoder(student, list(student.head_dims), batch),
+        )
+    ]
+    if config.eval.init:
+        init_config = config.student.model_dump(include={"model", "keep_layers", "max_length"})
+        found.append(
+            Candidate(
+                "init",
+                _key("init", init_config),
+                [student.hidden_size],
+                _lazy(lambda: _student_encoder(build_student(config.student), [None], batch)),
+            )
+        )
+    if config.eval.teachers:
+        for teacher, dim in zip(config.teachers, store.dims, strict=True):
+            encoder = _lazy(lambda t=teacher, d=dim: _teacher_encoder(t, d))  # type: ignore[misc]
+            found.append(Candidate(teacher.name, _key("teacher", teacher.model_dump()), [dim], encoder))
+    for name in config.eval.models:
+        probe = _sentence_transformer_encoder(name, batch)
+        dim = next(iter(probe(["dimension probe"])))
+        found.append(Candidate(name, _key("model", [name, _mtime(name)]), [dim], probe))
+    return found
+
+
+def _mtime(name: str) -> float:
+    path = Path(name)
+    return path.stat().st_mtime if path.exists() else 0.0
+
+
+def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[list[Score], list[str]]:
+    """(scores, notes): every candidate on every offline task, plus teacher agreement on held-out rows."""
+    from jasper.models.student import load_student
+
+    student_dir = student_dir or config.run_dir / "student"
+    texts = load_texts(config)
+    _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
+    store = TeacherStore(config.store_dir, config.teachers, texts)
+    tasks, notes = offline_tasks(config.eval.stsb_dir, config.run_dir, list(config.eval.sts_files))
+    student = load_student(student_dir)
+    cache = ScoreCache(config.run_dir / "eval_cache.json")
+    scores: list[Score] = []
+    target = store.vectors(held).numpy()
+    held_texts = [texts[int(i)] for i in held]
+    for candidate in run_candidates(config, store, student, student_dir):
+        logger.info("evaluating %s", candidate.name)
+        scores += task_scores(candidate, tasks, cache)
+        if len(held) < 2:
+            continue
+        if candidate.name in store.names:
+            own = store.teacher_vectors(candidate.name, held).numpy()
+            scores.append(
+                Score(candidate.name, candidate.dims[0], SIMILARITY_TASK, metrics.similarity_agreement(own, target))
+            )
+        else:
+            scores += agreement_rows(candidate.name, _encode_all(candidate, held_texts, "agreement"), target)
+    if len(held) < 2:
+        notes.append("teacher agreement skipped: corpus.holdout < 2")
+    return scores, notes
+
+
+def evaluate_model(name: str, stsb_dir: str | None, batch_size: int = 64) -> tuple[list[Score], list[str]]:
+    """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head."""
+    tasks, notes = offline_tasks(stsb_dir, None, [])
+    encoder = _sentence_transformer_encoder(name, batch_size)
+    dim = next(iter(encoder(["dimension probe"])))
+    candidate = Candidate(name, _key("model", [name, _mtime(name)]), [dim], encoder)
+    return task_scores(candidate, tasks, ScoreCache(None)), notes
 
 
 def scores_as_dicts(scores: list[Score]) -> list[dict[str, object]]:

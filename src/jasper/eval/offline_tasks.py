@@ -1,0 +1,140 @@
+"""Build the tasks that work offline: STS files, gensim's small test sets, retrieval derived from held-out articles."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import pickle
+import zlib
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from jasper.eval.sts import read_sts
+from jasper.eval.tasks import ClassificationTask, ClusteringTask, PairSimilarityTask, RetrievalTask, Task
+
+logger = logging.getLogger(__name__)
+NEWSGROUP_CHARS = 2000  # post bodies are cut here: long enough for the topic, short enough to embed fast
+RETRIEVAL_PASSAGE_SENTENCES = 3
+RETRIEVAL_PASSAGES_PER_ARTICLE = 10
+
+
+def sts_task(name: str, path: str | Path) -> PairSimilarityTask:
+    """An STS-B-format file as a Spearman task."""
+    pairs = read_sts(path)
+    return PairSimilarityTask(name, pairs.left, pairs.right, pairs.scores)
+
+
+def _word_pairs(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    left, right, gold = [], [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        first, second, score = line.split("\t")[:3]
+        left.append(first)
+        right.append(second)
+        gold.append(float(score))
+    return left, right, np.asarray(gold)
+
+
+def lee_task(data: Path) -> PairSimilarityTask:
+    """Lee et al. (2005): 50 news documents, 1,225 human-rated pairs (Pearson, as usually reported)."""
+    documents = (data / "lee.cor").read_text(encoding="utf-8", errors="replace").splitlines()
+    matrix = np.loadtxt(data / "similarities0-1.txt")
+    rows, cols = np.triu_indices(len(documents), k=1)
+    return PairSimilarityTask(
+        "lee-docsim", [documents[i] for i in rows], [documents[j] for j in cols], matrix[rows, cols], "pearson"
+    )
+
+
+def polarity_task(data: Path) -> ClassificationTask:
+    """200 movie-review sentences labelled positive / negative."""
+    texts, labels = [], []
+    for line in (data / "pang_lee_polarity.cor").read_text(encoding="utf-8", errors="replace").splitlines():
+        label, _, text = line.partition(" ")
+        texts.append(text.strip())
+        labels.append(1 if label == "__label__pos" else 0)
+    return ClassificationTask("polarity", texts, np.asarray(labels))
+
+
+class _BunchUnpickler(pickle.Unpickler):
+    """Loads the pickled scikit-learn Bunch gensim ships, allowing only the classes it holds."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("copy_reg", "_reconstructor"),
+        ("__builtin__", "object"),
+        ("__builtin__", "dict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if name == "Bunch":
+            return dict
+        if (module, name) in self.ALLOWED or module.startswith("numpy"):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"unexpected class {module}.{name} in mini_newsgroup")
+
+
+def newsgroup_posts(data: Path) -> tuple[list[str], np.ndarray]:
+    """200 posts of alt.atheism / sci.space, headers removed (they name the group)."""
+    bunch = _BunchUnpickler(
+        io.BytesIO(zlib.decompress((data / "mini_newsgroup").read_bytes())), encoding="latin1"
+    ).load()
+    bodies = [post.partition("\n\n")[2].strip()[:NEWSGROUP_CHARS] or post[:NEWSGROUP_CHARS] for post in bunch["data"]]
+    return bodies, np.asarray(bunch["target"])
+
+
+def wiki_retrieval_task(titles: list[str]) -> RetrievalTask | None:
+    """Derived retrieval: lead sentence of each held-out article -> its next passages (3 sentences each)."""
+    from jasper.data.sources import wikipedia_articles
+
+    articles = dict(wikipedia_articles())
+    queries: list[str] = []
+    passages: list[str] = []
+    relevant: list[set[int]] = []
+    for title in titles:
+        sentences = articles.get(title, [])
+        chunks = [
+            " ".join(sentences[i : i + RETRIEVAL_PASSAGE_SENTENCES])
+            for i in range(1, len(sentences), RETRIEVAL_PASSAGE_SENTENCES)
+        ][:RETRIEVAL_PASSAGES_PER_ARTICLE]
+        if not chunks:
+            continue
+        queries.append(sentences[0])
+        relevant.append(set(range(len(passages), len(passages) + len(chunks))))
+        passages.extend(chunks)
+    return RetrievalTask("wiki-retrieval-derived", queries, passages, relevant) if queries else None
+
+
+def offline_tasks(stsb_dir: str | None, run_dir: Path | None, extra_sts: list[str]) -> tuple[list[Task], list[str]]:
+    """Every offline task whose data is present, and notes for the ones skipped."""
+    tasks: list[Task] = []
+    notes: list[str] = []
+    sts_path = Path(stsb_dir) / "sts-test.csv" if stsb_dir else None
+    if sts_path is not None and sts_path.is_file():
+        tasks.append(sts_task("sts-b-test", sts_path))
+    else:
+        notes.append(f"STS-B skipped: no sts-test.csv under '{stsb_dir}'")
+    for path in extra_sts:
+        tasks.append(sts_task(Path(path).stem, path))
+    try:
+        from jasper.data.sources import gensim_test_data
+
+        data = gensim_test_data()
+    except RuntimeError as error:
+        return tasks, [*notes, f"gensim tasks skipped: {error}"]
+    tasks.append(lee_task(data))
+    for name, file in (("wordsim353", "wordsim353.tsv"), ("simlex999", "simlex999.txt")):
+        tasks.append(PairSimilarityTask(name, *_word_pairs(data / file)))
+    tasks.append(polarity_task(data))
+    posts, labels = newsgroup_posts(data)
+    tasks.append(ClassificationTask("newsgroups-classification", posts, labels))
+    tasks.append(ClusteringTask("newsgroups-clustering", posts, labels))
+    heldout = run_dir / "heldout_articles.json" if run_dir else None
+    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout and heldout.is_file() else None
+    if retrieval is not None:
+        tasks.append(retrieval)
+    else:
+        notes.append("derived retrieval skipped: the run's corpus holds out no Wikipedia articles")
+    return tasks, notes

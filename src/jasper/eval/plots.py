@@ -1,0 +1,83 @@
+"""PNG plots of a run: score vs head dimension per task, and the training loss parts vs step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+REFERENCE_STYLES = ("--", ":", "-.")
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_scores_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """One panel per task: the student's score at each head dim; teachers and init as horizontal lines."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows if r["model"] == "student"))
+    if not tasks:
+        return None
+    plt = _pyplot()
+    columns = min(4, len(tasks))
+    lines = math.ceil(len(tasks) / columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(4.2 * columns, 3.3 * lines), squeeze=False)
+    references = [m for m in dict.fromkeys(r["model"] for r in rows) if m != "student"]
+    for axis, task in zip(axes.flat, tasks, strict=False):
+        student = sorted((r["dim"], r["score"]) for r in rows if r["model"] == "student" and r["task"] == task)
+        # x = log2(dim) on a linear axis: robust with one point, ticks labelled with the dims
+        positions = [math.log2(d) for d, _ in student]
+        axis.plot(positions, [s for _, s in student], "o-", color="black", label="student")
+        for index, model in enumerate(references):
+            values = [r["score"] for r in rows if r["model"] == model and r["task"] == task]
+            if values:
+                style = REFERENCE_STYLES[index % len(REFERENCE_STYLES)]
+                axis.axhline(values[0], linestyle=style, color=f"C{index}", label=model)
+        axis.set_xticks(positions, [str(d) for d, _ in student])
+        if len(positions) == 1:
+            axis.set_xlim(positions[0] - 1, positions[0] + 1)
+        axis.set_title(task, fontsize=10)
+        axis.set_xlabel("head dimension")
+        axis.grid(alpha=0.3)
+    for axis in list(axes.flat)[len(tasks) :]:
+        axis.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 0.94))
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def plot_loss_parts(records: list[dict[str, Any]], out: Path) -> Path | None:
+    """Each logged loss part (unweighted) vs global step, log scale, stage boundaries marked."""
+    if not records:
+        return None
+    plt = _pyplot()
+    parts = [k for k in records[-1] if "@" in k]
+    parts += [k for r in records for k in r if "@" in k and k not in parts]
+    parts = list(dict.fromkeys(parts))
+    figure, axis = plt.subplots(figsize=(9, 4.8))
+    for index, part in enumerate(parts):
+        points = [(i, r[part]) for i, r in enumerate(records, start=1) if part in r and r[part] > 0]
+        if points:
+            axis.plot([p for p, _ in points], [v for _, v in points], color=f"C{index % 10}", lw=1, label=part)
+    for index in range(1, len(records)):
+        if records[index]["stage"] != records[index - 1]["stage"]:
+            axis.axvline(index + 0.5, color="grey", lw=0.8, linestyle="--")
+    axis.set_yscale("log")
+    axis.set_xlabel("optimizer step (all stages)")
+    axis.set_ylabel("loss part (unweighted)")
+    stages = list(dict.fromkeys(r["stage"] for r in records))
+    axis.set_title("training loss parts; dashed lines: stage boundaries (" + " | ".join(stages) + ")", fontsize=10)
+    axis.legend(fontsize=7, ncol=3)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

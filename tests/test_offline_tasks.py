@@ -1,0 +1,32 @@
+"""The offline tasks built from gensim's test data (gensim ships with the quickstart extra)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from jasper.eval.offline_tasks import offline_tasks
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("gensim") is None, reason="gensim is not installed")
+
+
+def test_offline_tasks_load_with_expected_sizes(tmp_path):
+    (tmp_path / "heldout_articles.json").write_text(json.dumps(["Achilles", "Anatomy"]))
+    tasks, notes = offline_tasks(str(tmp_path / "no-stsb"), tmp_path, [])
+    by_name = {t.name: t for t in tasks}
+    assert any("STS-B skipped" in n for n in notes)
+    assert len(by_name["lee-docsim"].gold) == 1225
+    assert len(by_name["wordsim353"].gold) == 353
+    assert len(by_name["simlex999"].gold) == 999
+    assert len(by_name["polarity"].texts) == 200 and set(by_name["polarity"].labels) == {0, 1}
+    posts = by_name["newsgroups-classification"].texts
+    assert len(posts) == 200 and not any(p.startswith("Newsgroups:") for p in posts)  # headers removed
+    retrieval = by_name["wiki-retrieval-derived"]
+    assert len(retrieval.queries) == 2 and all(len(r) >= 1 for r in retrieval.relevant)
+
+
+def test_no_heldout_articles_is_a_note(tmp_path):
+    _, notes = offline_tasks(None, tmp_path, [])
+    assert any("derived retrieval skipped" in n for n in notes)
