@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -81,6 +82,11 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     plain = _jasper("eval", str(run_dir / "export" / "dim-6"), "--stsb-dir", str(tmp_path / "no-stsb"))
     assert plain.returncode == 0, plain.stderr
     assert "STS-B skipped" in plain.stdout
+
+    if importlib.util.find_spec("mteb") is not None:
+        offline = _jasper("eval", str(run_dir), "--mteb", "STSBenchmark")
+        assert offline.returncode == 0, offline.stderr
+        assert "MTEB task 'STSBenchmark' at dim 12 failed" in " ".join(offline.stdout.split())
 
     out = tmp_path / "single"
     single = _jasper("export", str(run_dir), "--dim", "3", "--out", str(out))

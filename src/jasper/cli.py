@@ -95,16 +95,33 @@ def evaluate(
     target: Annotated[Path, typer.Argument(help="a config, a run folder, or any sentence-transformers model")],
     overrides: Overrides = None,
     stsb_dir: Annotated[str, typer.Option(help="STS-B folder, for a plain model")] = "../shared/data/stsb",
+    mteb_tasks: Annotated[str | None, typer.Option("--mteb", help="MTEB task names, e.g. STSBenchmark,SciFact")] = None,
+    mteb_dim: Annotated[Optional[list[int]], typer.Option(help="head dim for MTEB (repeatable); default FC1")] = None,  # noqa: UP045
+    mteb_prompts: Annotated[str, typer.Option(help="'jasper' (Instruct/Query prompts) or 'none'")] = "jasper",
 ) -> None:
     """Evaluate a run (every head, the initialisation, the teachers; writes report.json) or a plain model."""
     if target.suffix in (".yaml", ".yml") or (target / "config.yaml").is_file():
-        _evaluate(_config(target, overrides, save=False), time.perf_counter())
+        config = _config(target, overrides, save=False)
+        if mteb_tasks:
+            _evaluate_mteb(config, mteb_tasks.split(","), mteb_dim, mteb_prompts)
+            return
+        _evaluate(config, time.perf_counter())
         return
+    if mteb_tasks:
+        raise ValueError("--mteb needs a run (a config or run folder), not a plain model")
     from jasper.eval.report import print_table
     from jasper.eval.runner import evaluate_model, scores_as_dicts
 
     scores, notes = evaluate_model(str(target), stsb_dir)
     print_table(scores_as_dicts(scores), notes, title=f"jasper eval '{target}'")
+
+
+def _evaluate_mteb(config: RunConfig, tasks: list[str], dims: list[int] | None, prompts: str) -> None:
+    from jasper.eval.mteb_wrapper import evaluate_mteb_run
+    from jasper.eval.report import print_table
+
+    rows, notes = evaluate_mteb_run(config, tasks, dims, prompts)
+    print_table(rows, notes, title=f"MTEB, run '{config.name}'")
 
 
 def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:

@@ -54,7 +54,8 @@ def write_markdown(path: Path, title: str, rows: list[dict[str, Any]], notes: li
 def print_table(rows: list[dict[str, Any]], notes: list[str], title: str = "jasper evaluation") -> None:
     """Print the score table and any notes to the terminal."""
     console = Console()
-    console.print(score_table(rows, title))
+    if rows:
+        console.print(score_table(rows, title))
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}")
 
