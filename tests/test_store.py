@@ -136,3 +136,12 @@ def test_incomplete_store_is_refused(tmp_path):
 def test_bad_callable_spec(tmp_path):
     with pytest.raises(ValueError, match="module:function"):
         compute_teacher(tmp_path, TeacherConfig(name="x", backend="callable", model="nocolon"), ["a text"])
+
+
+def test_callable_workers_keep_order(tmp_path):
+    texts = helpers.sentences(50)
+    serial = compute_teacher(tmp_path / "serial", TA, texts, "float32", shard_size=64)
+    threaded = compute_teacher(
+        tmp_path / "threads", TA.model_copy(update={"workers": 4, "batch_size": 7}), texts, "float32", 64
+    )
+    np.testing.assert_array_equal(np.load(serial / "vectors.npy"), np.load(threaded / "vectors.npy"))

@@ -47,6 +47,7 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(default=64, gt=0)
     max_length: int | None = Field(default=None, gt=0)
     trust_remote_code: bool = False
+    workers: int = Field(default=1, gt=0)  # callable backend: batches called concurrently (threads)
 
 
 class StoreConfig(_Strict):

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,8 @@ class Candidate:
     fingerprint: str
     dims: list[int]
     encode: Encoder
+    # text -> {dim: vector}: tasks sharing texts (newsgroups classification and clustering) embed them once
+    memo: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
 
 def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> list[Score]:
@@ -68,12 +70,14 @@ def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> l
 
 
 def _encode_all(candidate: Candidate, texts: list[str], task: str) -> dict[int, np.ndarray]:
-    parts: dict[int, list[np.ndarray]] = {d: [] for d in candidate.dims}
-    chunks = range(0, len(texts), ENCODE_CHUNK)
+    missing = list(dict.fromkeys(t for t in texts if t not in candidate.memo))
+    chunks = range(0, len(missing), ENCODE_CHUNK)
     for start in tqdm(chunks, desc=f"{candidate.name} {task}", unit="chunk", leave=False):
-        for dim, vectors in candidate.encode(texts[start : start + ENCODE_CHUNK]).items():
-            parts[dim].append(vectors)
-    return {d: metrics.normalize_rows(np.concatenate(p)) for d, p in parts.items()}
+        batch = missing[start : start + ENCODE_CHUNK]
+        found = candidate.encode(batch)
+        for row, text in enumerate(batch):
+            candidate.memo[text] = {dim: vectors[row] for dim, vectors in found.items()}
+    return {d: metrics.normalize_rows(np.stack([candidate.memo[t][d] for t in texts])) for d in candidate.dims}
 
 
 def agreement_rows(model: str, vectors: dict[int, np.ndarray], target: np.ndarray) -> list[Score]:

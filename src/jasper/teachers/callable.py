@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from typing import Any
 
@@ -38,16 +39,23 @@ class CallableTeacher:
         self.function = load_callable(config.model)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors for `texts`, shape (len(texts), dim), float32."""
+        """Vectors for `texts`, shape (len(texts), dim), float32; `workers` batches run concurrently."""
         prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
-        parts = []
-        for start in range(0, len(prompted), self.config.batch_size):
-            batch = prompted[start : start + self.config.batch_size]
-            vectors = np.asarray(self.function(batch), dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[0] != len(batch):
-                raise ValueError(
-                    f"teacher '{self.name}' ({self.config.model}) returned shape {vectors.shape} "
-                    f"for {len(batch)} texts; expected ({len(batch)}, dim)"
-                )
-            parts.append(vectors)
-        return np.concatenate(parts)
+        size = self.config.batch_size
+        batches = [prompted[start : start + size] for start in range(0, len(prompted), size)]
+        if self.config.workers > 1 and len(batches) > 1:
+            # threads suit callables that release the GIL: C engines through ctypes, HTTP clients
+            with ThreadPoolExecutor(self.config.workers) as pool:
+                results = list(pool.map(self._call, batches))
+        else:
+            results = [self._call(batch) for batch in batches]
+        return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+
+    def _call(self, batch: list[str]) -> np.ndarray:
+        vectors = np.asarray(self.function(batch), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(batch):
+            raise ValueError(
+                f"teacher '{self.name}' ({self.config.model}) returned shape {vectors.shape} "
+                f"for {len(batch)} texts; expected ({len(batch)}, dim)"
+            )
+        return vectors
