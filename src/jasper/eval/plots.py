@@ -64,9 +64,10 @@ def plot_loss_parts(records: list[dict[str, Any]], out: Path) -> Path | None:
     parts = list(dict.fromkeys(parts))
     figure, axis = plt.subplots(figsize=(9, 4.8))
     for index, part in enumerate(parts):
-        points = [(i, r[part]) for i, r in enumerate(records, start=1) if part in r and r[part] > 0]
-        if points:
-            axis.plot([p for p, _ in points], [v for _, v in points], color=f"C{index % 10}", lw=1, label=part)
+        # NaN where a part is not logged (a head idle in a stage): the line breaks instead of bridging the gap
+        values = [r[part] if r.get(part, 0) > 0 else math.nan for r in records]
+        if any(not math.isnan(v) for v in values):
+            axis.plot(range(1, len(records) + 1), values, color=f"C{index % 10}", lw=1, label=part)
     for index in range(1, len(records)):
         if records[index]["stage"] != records[index - 1]["stage"]:
             axis.axvline(index + 0.5, color="grey", lw=0.8, linestyle="--")
