@@ -41,13 +41,20 @@ class TeacherConfig(_Strict):
     """One teacher: a sentence-transformers model or a `module:function` callable."""
 
     name: str
-    backend: Literal["sentence-transformers", "callable"] = "sentence-transformers"
+    backend: Literal["sentence-transformers", "callable", "openai-api"] = "sentence-transformers"
     model: str
     prompt: str = ""
     batch_size: int = Field(default=64, gt=0)
     max_length: int | None = Field(default=None, gt=0)
     trust_remote_code: bool = False
     workers: int = Field(default=1, gt=0)  # callable backend: batches called concurrently (threads)
+    # openai-api backend: any OpenAI-compatible /v1/embeddings endpoint
+    api_base: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    dimensions: int | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
+    max_retries: int = Field(default=8, ge=0)
+    timeout_s: float = Field(default=60.0, gt=0)
 
 
 class StoreConfig(_Strict):

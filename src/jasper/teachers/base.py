@@ -25,6 +25,10 @@ def build_teacher(config: TeacherConfig, device: str = "cpu") -> Teacher:
         from jasper.teachers.sentence_transformers import SentenceTransformerTeacher
 
         return SentenceTransformerTeacher(config, device)
+    if config.backend == "openai-api":
+        from jasper.teachers.openai_api import OpenAIEmbeddingsTeacher
+
+        return OpenAIEmbeddingsTeacher(config)
     from jasper.teachers.callable import CallableTeacher
 
     return CallableTeacher(config)
