@@ -104,7 +104,7 @@ def test_teacher_whose_output_dim_changed(tmp_path, monkeypatch):
     from jasper.data import store as store_module
 
     calls = {"n": 0}
-    original = store_module._save_npy
+    original = store_module.atomic_save_npy
 
     def stop_after_first(path, array):
         original(path, array)
@@ -112,10 +112,10 @@ def test_teacher_whose_output_dim_changed(tmp_path, monkeypatch):
         if calls["n"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(store_module, "_save_npy", stop_after_first)
+    monkeypatch.setattr(store_module, "atomic_save_npy", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
         compute_teacher(tmp_path, config, texts, shard_size=16)
-    monkeypatch.setattr(store_module, "_save_npy", original)
+    monkeypatch.setattr(store_module, "atomic_save_npy", original)
     monkeypatch.setenv("TEACHER_DIM", "6")
     with pytest.raises(StoreError, match="now returns 6-dim vectors.*holds 8-dim"):
         compute_teacher(tmp_path, config, texts, shard_size=16)

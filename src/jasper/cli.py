@@ -124,8 +124,7 @@ def _evaluate_mteb(config: RunConfig, tasks: list[str], dims: list[int] | None, 
     print_table(rows, notes, title=f"MTEB, run '{config.name}'")
 
 
-def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
-    from jasper.export.sentence_transformers import export_all
+def _trained_student(config: RunConfig) -> Any:
     from jasper.models.student import load_student
 
     student_dir = config.run_dir / "student"
@@ -133,7 +132,13 @@ def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
         raise FileNotFoundError(
             f"run '{config.name}' has no trained student at '{student_dir}': run `jasper train` first"
         )
-    return export_all(load_student(student_dir), dims, out)
+    return load_student(student_dir)
+
+
+def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
+    from jasper.export.sentence_transformers import export_all
+
+    return export_all(_trained_student(config), dims, out)
 
 
 @app.command()
@@ -149,10 +154,8 @@ def export(
     dims = dim or config.export.dims or config.student.heads
     if out is not None and len(dims) == 1:
         from jasper.export.sentence_transformers import export_head
-        from jasper.models.student import load_student
 
-        _export(config, [], out)  # checks the student exists
-        paths = [export_head(load_student(config.run_dir / "student"), dims[0], out)]
+        paths = [export_head(_trained_student(config), dims[0], out)]
     else:
         paths = _export(config, dims, out or config.run_dir / "export")
     for path in paths:
@@ -169,21 +172,19 @@ def encode(
     batch_size: int = 64,
 ) -> None:
     """Embed a file of texts to a .npy file."""
-    import numpy as np
-
     from jasper.data.corpus import read_corpus
     from jasper.encode import encode_texts
-    from jasper.io import atomic_write
+    from jasper.io import atomic_save_npy
 
     vectors = encode_texts(model, read_corpus(input), dim, batch_size)
-    atomic_write(out, lambda tmp: np.save(tmp.open("wb"), vectors))
+    atomic_save_npy(out, vectors)
     logger.info("wrote %s %s", out, vectors.shape)
 
 
 @app.command()
 @_guard
 def run(config: ConfigArg, overrides: Overrides = None) -> None:
-    """teach -> train -> eval -> export for one config, then print the table."""
+    """teach -> train -> export -> eval for one config, then print the table."""
     from jasper.teach import teach as run_teach
     from jasper.train.loop import train as run_train
 

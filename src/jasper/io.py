@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write(tmp_path)` then rename the temporary file onto `path`."""
@@ -32,3 +34,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write JSON to `path` atomically."""
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """np.save to `path` atomically (through a file handle: np.save would append .npy to a temp name)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+    atomic_write(path, write)

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from jasper.config import TeacherConfig
 from jasper.data.corpus import texts_hash
-from jasper.io import atomic_write, atomic_write_json
+from jasper.io import atomic_save_npy, atomic_write, atomic_write_json
 from jasper.runtime import kill_point
 
 logger = logging.getLogger(__name__)
@@ -80,14 +80,6 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with tmp.open("wb") as handle:
-            np.save(handle, array)
-
-    atomic_write(path, write)
-
-
 def compute_teacher(
     store_dir: Path,
     config: TeacherConfig,
@@ -125,7 +117,7 @@ def compute_teacher(
             vectors = np.asarray(teacher.encode(batch), dtype=np.float32)
             manifest = _check_dim(manifest, vectors, len(batch), config.name, teacher_dir)
             check_vectors(vectors, k * shard_size, batch, config.name)
-            _save_npy(teacher_dir / f"shard-{k:05d}.npy", _normalise(vectors).astype(dtype))
+            atomic_save_npy(teacher_dir / f"shard-{k:05d}.npy", _normalise(vectors).astype(dtype))
             bar.update(len(batch))
             kill_point("JASPER_KILL_AFTER_SHARDS", done)
     _consolidate(teacher_dir, manifest, n_shards)
