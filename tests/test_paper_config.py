@@ -35,6 +35,7 @@ def test_paper_stages_on_tiny_qwen2(tiny_qwen2, tmp_path):
     ]
     for index in range(3):
         overrides += [f"stages.{index}.steps=2", f"stages.{index}.batch_size=4"]
+    overrides += ["stages.2.micro_batch_size=2", "student.gradient_checkpointing=true"]  # memory savers
     config = load_config(ROOT / "configs" / "jasper_paper.yaml", overrides)
     store = teach(config)
     assert store.dim == 12288 == config.student.heads[0]

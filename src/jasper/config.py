@@ -75,6 +75,7 @@ class StudentConfig(_Strict):
     heads: list[int] = Field(min_length=1)
     head_mode: Literal["independent", "prefix"] = "independent"
     head_init: Literal["random", "ridge"] = "random"  # ridge: closed-form fit on frozen features
+    gradient_checkpointing: bool = False  # recompute encoder activations in backward: less memory, more time
     ridge_alpha: float = Field(default=0.1, gt=0)
 
     @model_validator(mode="after")
@@ -111,6 +112,7 @@ class StageConfig(_Strict):
     weight_decay: float = Field(default=0.01, ge=0)
     schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = Field(default=128, ge=2)
+    micro_batch_size: int | None = Field(default=None, gt=0)  # gradient caching: same objective, less memory
     steps: int | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=200, gt=0)

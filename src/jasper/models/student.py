@@ -120,9 +120,20 @@ class Student(nn.Module):
         return {d: torch.cat(c).numpy()[inverse] if c else np.zeros((0, 0), np.float32) for d, c in chunks.items()}
 
 
+def _enable_checkpointing(backbone: Any) -> None:
+    """Activation checkpointing, non-reentrant (frozen embeddings give inputs without grad)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(backbone, "activation_checkpointing_enable"):  # transformers >= 5
+        backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
 def build_student(config: StudentConfig) -> Student:
     """A fresh student: the backbone from `config.model` (optionally cut) and new heads."""
     backbone, tokenizer = load_backbone(config.model, config.keep_layers, config.trust_remote_code)
+    if config.gradient_checkpointing:
+        _enable_checkpointing(backbone)
     return Student(backbone, tokenizer, config.heads, config.head_mode, config.max_length)
 
 

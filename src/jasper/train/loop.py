@@ -22,6 +22,7 @@ from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
 from jasper.runtime import kill_point, pick_device, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from jasper.train.grad_cache import cached_step
 from jasper.train.log import TrainLog
 from jasper.train.stages import apply_stage, encoder_trains
 
@@ -144,7 +145,7 @@ class StageRunner:
         for step in range(start, total):
             began = time.perf_counter()
             rows = batch_rows(self.train_rows, index, step, stage.batch_size, self.config.seed)
-            parts = self._step(rows, losses, optimizer, pooled_cache)
+            parts = self._step(rows, losses, optimizer, pooled_cache, stage.micro_batch_size)
             scheduler.step()
             record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0]}
             record |= {k: float(v) for k, v in parts.items()}
@@ -172,17 +173,29 @@ class StageRunner:
         losses: dict[int, list[str]],
         optimizer: torch.optim.Optimizer,
         pooled_cache: torch.Tensor | None,
+        micro_batch: int | None = None,
     ) -> dict[str, torch.Tensor]:
         teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim)
-        with _autocast(self.config, self.device):
-            if pooled_cache is not None:
-                pooled = pooled_cache[torch.from_numpy(rows).to(self.device)]
-            else:
-                pooled = self.student.pooled(self.student.tokenize([self.texts[int(r)] for r in rows]))
-            heads = self.student.project(pooled, list(losses))
-        parts = self.objective(heads, teacher, losses)
+
+        def loss_of_pooled(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
+            with _autocast(self.config, self.device):
+                heads = self.student.project(pooled, list(losses))
+            return self.objective(heads, teacher, losses)
+
         optimizer.zero_grad(set_to_none=True)
-        parts["loss"].backward()
+        texts = [self.texts[int(r)] for r in rows]
+        if pooled_cache is not None:
+            parts = loss_of_pooled(pooled_cache[torch.from_numpy(rows).to(self.device)])
+            parts["loss"].backward()
+        elif micro_batch and micro_batch < len(rows):
+            parts = cached_step(
+                self.student, texts, micro_batch, loss_of_pooled, lambda: _autocast(self.config, self.device)
+            )
+        else:
+            with _autocast(self.config, self.device):
+                pooled = self.student.pooled(self.student.tokenize(texts))
+            parts = loss_of_pooled(pooled)
+            parts["loss"].backward()
         optimizer.step()
         return {k: v.detach() for k, v in parts.items()}
 
