@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from jasper.config import RunConfig
@@ -36,8 +34,3 @@ def split_rows(n_rows: int, holdout: int, seed: int) -> tuple[np.ndarray, np.nda
         raise CorpusError(f"corpus.holdout={holdout} leaves no training rows in a corpus of {n_rows}")
     order = np.random.default_rng(seed).permutation(n_rows)
     return np.sort(order[holdout:]), np.sort(order[:holdout])
-
-
-def corpus_path(config: RunConfig) -> Path:
-    """Where the run's texts are read from."""
-    return Path(config.corpus.path) if config.corpus.path else config.run_dir / "corpus.txt"

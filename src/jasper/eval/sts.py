@@ -29,11 +29,3 @@ def read_sts(path: str | Path) -> StsPairs:
             left.append(row[5])
             right.append(row[6])
     return StsPairs(left, right, np.asarray(scores))
-
-
-def stsb_test_path(stsb_dir: str | Path | None) -> Path | None:
-    """`<dir>/sts-test.csv` when it exists, else None."""
-    if not stsb_dir:
-        return None
-    path = Path(stsb_dir) / "sts-test.csv"
-    return path if path.is_file() else None
