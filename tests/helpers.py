@@ -130,11 +130,12 @@ def _save_tiny(folder: Path, config_class, model_class, layers: int, hidden: int
     return folder
 
 
-def make_tiny_bert(folder: Path, layers: int = 4, hidden: int = 16) -> Path:
+def make_tiny_bert(folder: Path, layers: int = 4, hidden: int = 16, dropout: float = 0.1) -> Path:
     """Save a random 4-layer, 16-wide BERT and its tokenizer to `folder`."""
     from transformers import BertConfig, BertModel
 
-    return _save_tiny(folder, BertConfig, BertModel, layers, hidden)
+    rates = {"hidden_dropout_prob": dropout, "attention_probs_dropout_prob": dropout}
+    return _save_tiny(folder, BertConfig, BertModel, layers, hidden, **rates)
 
 
 def make_tiny_qwen2(folder: Path, layers: int = 4, hidden: int = 16) -> Path:

@@ -88,9 +88,14 @@ class Student(nn.Module):
             out[dim] = nn.functional.linear(pooled.to(weight.dtype), weight, bias)
         return out
 
-    def forward(self, texts: list[str], dims: list[int]) -> dict[int, torch.Tensor]:
-        """Head outputs for `texts`. {dim: (B, dim)}"""
-        return self.project(self.pooled(self.tokenize(texts)), dims)
+    def forward(
+        self, texts: list[str] | None, dims: list[int], pooled: torch.Tensor | None = None
+    ) -> dict[int, torch.Tensor]:
+        """Head outputs for `texts` (or for already pooled encoder outputs). {dim: (B, dim)}"""
+        if pooled is None:
+            assert texts is not None
+            pooled = self.pooled(self.tokenize(texts))
+        return self.project(pooled, dims)
 
     @torch.no_grad()
     def encode(

@@ -22,6 +22,8 @@ from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
 from jasper.runtime import kill_point, pick_device, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from jasper.train.distributed import Ranks, barrier, gather, local_rows
+from jasper.train.distributed import setup as setup_ranks
 from jasper.train.grad_cache import cached_step
 from jasper.train.log import TrainLog
 from jasper.train.stages import apply_stage, encoder_trains
@@ -62,7 +64,9 @@ def _autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractCon
 class StageRunner:
     """Runs the stages of one config on one student, checkpointing as it goes."""
 
-    def __init__(self, config: RunConfig, student: Student, texts: list[str], store: TeacherStore) -> None:
+    def __init__(
+        self, config: RunConfig, student: Student, texts: list[str], store: TeacherStore, ranks: Ranks | None = None
+    ) -> None:
         self.config = config
         self.student = student
         self.texts = texts
@@ -73,6 +77,7 @@ class StageRunner:
         self.checkpoint_path = config.run_dir / "checkpoints" / "last.pt"
         self.log = TrainLog(config.run_dir / "train_log.jsonl")
         self.steps_this_process = 0
+        self.ranks = ranks or Ranks()
         self._pooled: np.ndarray | None = None
 
     def run(self) -> None:
@@ -83,7 +88,8 @@ class StageRunner:
             logger.info("resuming at stage %d step %d", state.stage + 1, state.step)
         elif self.config.student.head_init == "ridge":
             self._ridge_init()
-        self.log.truncate_after(state.stage, state.step)
+        if self.ranks.is_main:
+            self.log.truncate_after(state.stage, state.step)
         for index, stage in enumerate(self.config.stages):
             if index < state.stage:
                 continue
@@ -91,7 +97,12 @@ class StageRunner:
             if encoder_trains(self.student):
                 self._pooled = None  # the encoder changed: cached pooled outputs are stale
             state = TrainState(stage=index + 1, step=0, model=self.student.state_dict())
+            self._save(state)
+
+    def _save(self, state: TrainState) -> None:
+        if self.ranks.is_main:
             save_checkpoint(self.checkpoint_path, state)
+        barrier(self.ranks)
 
     def _frozen_pooled(self) -> np.ndarray:
         """Pooled outputs of the (frozen) encoder for the training rows, computed once. (N_train, H)"""
@@ -126,6 +137,16 @@ class StageRunner:
             raise ValueError(
                 f"stage '{stage.name}': batch_size {stage.batch_size} exceeds the {len(self.train_rows)} training rows"
             )
+        if stage.batch_size % self.ranks.world:
+            raise ValueError(
+                f"stage '{stage.name}': batch_size {stage.batch_size} is not divisible by {self.ranks.world} processes"
+            )
+        if self.ranks.active and stage.micro_batch_size:
+            raise ValueError(f"stage '{stage.name}': micro_batch_size is single-process only for now")
+        model: torch.nn.Module = self.student
+        if self.ranks.active:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(self.student, device_ids=ids, find_unused_parameters=True)
         optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
         scheduler = _schedule(optimizer, stage, total)
         start = 0
@@ -141,16 +162,17 @@ class StageRunner:
         logger.info(
             "stage %d '%s': %d steps, %s trainable parameters", index + 1, stage.name, total, f"{n_trainable:,}"
         )
-        bar = tqdm(total=total, initial=start, desc=f"{stage.name}", unit="step")
+        bar = tqdm(total=total, initial=start, desc=f"{stage.name}", unit="step", disable=not self.ranks.is_main)
         for step in range(start, total):
             began = time.perf_counter()
             rows = batch_rows(self.train_rows, index, step, stage.batch_size, self.config.seed)
-            parts = self._step(rows, losses, optimizer, pooled_cache, stage.micro_batch_size)
+            parts = self._step(model, rows, losses, optimizer, pooled_cache, stage.micro_batch_size)
             scheduler.step()
             record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0]}
             record |= {k: float(v) for k, v in parts.items()}
             record["seconds"] = time.perf_counter() - began
-            self.log.write(record)
+            if self.ranks.is_main:
+                self.log.write(record)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if (step + 1) % stage.checkpoint_every == 0 and step + 1 < total:
@@ -162,39 +184,45 @@ class StageRunner:
                     scheduler.state_dict(),
                     torch.get_rng_state(),
                 )
-                save_checkpoint(self.checkpoint_path, state)
+                self._save(state)
             self.steps_this_process += 1
             kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
         bar.close()
 
     def _step(
         self,
+        model: torch.nn.Module,
         rows: np.ndarray,
         losses: dict[int, list[str]],
         optimizer: torch.optim.Optimizer,
         pooled_cache: torch.Tensor | None,
         micro_batch: int | None = None,
     ) -> dict[str, torch.Tensor]:
-        teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim)
+        """One optimizer step on the global batch `rows`; this rank embeds its share of them."""
+        teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim), the global batch
+        mine = rows[local_rows(rows, self.ranks)]
+        dims = list(losses)
+
+        def loss_of_heads(heads: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return self.objective({d: gather(v, self.ranks) for d, v in heads.items()}, teacher, losses)
 
         def loss_of_pooled(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
             with _autocast(self.config, self.device):
-                heads = self.student.project(pooled, list(losses))
-            return self.objective(heads, teacher, losses)
+                heads = self.student.project(pooled, dims)
+            return loss_of_heads(heads)
 
         optimizer.zero_grad(set_to_none=True)
-        texts = [self.texts[int(r)] for r in rows]
-        if pooled_cache is not None:
-            parts = loss_of_pooled(pooled_cache[torch.from_numpy(rows).to(self.device)])
-            parts["loss"].backward()
-        elif micro_batch and micro_batch < len(rows):
-            parts = cached_step(
-                self.student, texts, micro_batch, loss_of_pooled, lambda: _autocast(self.config, self.device)
-            )
+        texts = [self.texts[int(r)] for r in mine]
+        if micro_batch and micro_batch < len(mine) and pooled_cache is None:
+            autocast = lambda: _autocast(self.config, self.device)  # noqa: E731
+            parts = cached_step(self.student, texts, micro_batch, loss_of_pooled, autocast)
         else:
             with _autocast(self.config, self.device):
-                pooled = self.student.pooled(self.student.tokenize(texts))
-            parts = loss_of_pooled(pooled)
+                if pooled_cache is not None:
+                    heads = model(None, dims, pooled=pooled_cache[torch.from_numpy(mine).to(self.device)])
+                else:
+                    heads = model(texts, dims)
+            parts = loss_of_heads(heads)
             parts["loss"].backward()
         optimizer.step()
         return {k: v.detach() for k, v in parts.items()}
@@ -233,10 +261,16 @@ def train(config: RunConfig) -> Path:
             f"student FC1 has {fc1} dims but the teachers give {'+'.join(map(str, store.dims))}={store.dim}: "
             "set student.heads[0] to the teacher dim"
         )
-    student = build_student(config.student).to(pick_device(config.device))
-    StageRunner(config, student, texts, store).run()
-    tmp = final.with_name("student.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_student(student, tmp)
-    os.replace(tmp, final)
+    device = pick_device(config.device)
+    ranks = setup_ranks(device.type)
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    student = build_student(config.student).to(device)
+    StageRunner(config, student, texts, store, ranks).run()
+    if ranks.is_main:
+        tmp = final.with_name("student.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_student(student, tmp)
+        os.replace(tmp, final)
+    barrier(ranks)
     return final
