@@ -157,3 +157,15 @@ def test_resume_after_kill_pays_nothing_twice(server, tmp_path):
 def test_missing_api_base_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="needs api_base"):
         compute_teacher(tmp_path, TeacherConfig(name="api", backend="openai-api", model="m"), ["a text"])
+
+
+def test_concurrent_requests_keep_order(server, tmp_path):
+    state, base = server
+    state.script = ["429", "ok", "500"]
+    texts = helpers.sentences(40)
+    folder = compute_teacher(tmp_path, _config(base, workers=3, batch_size=4), texts, "float32", shard_size=40)
+    expected = helpers.hash_teacher(texts, DIM, "api")
+    np.testing.assert_allclose(
+        np.load(folder / "vectors.npy"), expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-5
+    )
+    assert state.paid == Counter(texts)

@@ -47,7 +47,7 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(default=64, gt=0)
     max_length: int | None = Field(default=None, gt=0)
     trust_remote_code: bool = False
-    workers: int = Field(default=1, gt=0)  # callable backend: batches called concurrently (threads)
+    workers: int = Field(default=1, gt=0)  # callable and openai-api backends: batches in flight at once (threads)
     # openai-api backend: any OpenAI-compatible /v1/embeddings endpoint
     api_base: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

@@ -135,6 +135,12 @@ def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
     return encode
 
 
+def _sentence_transformer_candidate(name: str, batch_size: int) -> Candidate:
+    encoder = _sentence_transformer_encoder(name, batch_size)
+    dim = next(iter(encoder(["dimension probe"])))
+    return Candidate(name, _key("model", [name, _mtime(name)]), [dim], encoder)
+
+
 def _folder_fingerprint(folder: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -175,9 +181,7 @@ def run_candidates(config: RunConfig, store: TeacherStore, student: Student, stu
             encoder = _lazy(lambda t=teacher, d=dim: _teacher_encoder(t, d))  # type: ignore[misc]
             found.append(Candidate(teacher.name, _key("teacher", teacher.model_dump()), [dim], encoder))
     for name in config.eval.models:
-        probe = _sentence_transformer_encoder(name, batch)
-        dim = next(iter(probe(["dimension probe"])))
-        found.append(Candidate(name, _key("model", [name, _mtime(name)]), [dim], probe))
+        found.append(_sentence_transformer_candidate(name, batch))
     return found
 
 
@@ -220,10 +224,7 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
 def evaluate_model(name: str, stsb_dir: str | None, batch_size: int = 64) -> tuple[list[Score], list[str]]:
     """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head."""
     tasks, notes = offline_tasks(stsb_dir, None, [])
-    encoder = _sentence_transformer_encoder(name, batch_size)
-    dim = next(iter(encoder(["dimension probe"])))
-    candidate = Candidate(name, _key("model", [name, _mtime(name)]), [dim], encoder)
-    return task_scores(candidate, tasks, ScoreCache(None)), notes
+    return task_scores(_sentence_transformer_candidate(name, batch_size), tasks, ScoreCache(None)), notes
 
 
 def scores_as_dicts(scores: list[Score]) -> list[dict[str, object]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +19,20 @@ class Teacher(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim)."""
         ...
+
+
+def encode_in_batches(texts: list[str], config: TeacherConfig, call: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """Prompt, cut into `batch_size` batches, `call` each (`workers` at once, in threads), join in order."""
+    prompted = [config.prompt + t for t in texts] if config.prompt else texts
+    size = config.batch_size
+    batches = [prompted[start : start + size] for start in range(0, len(prompted), size)]
+    if config.workers > 1 and len(batches) > 1:
+        # threads suit backends that release the GIL: C engines through ctypes, HTTP clients
+        with ThreadPoolExecutor(config.workers) as pool:
+            results = list(pool.map(call, batches))
+    else:
+        results = [call(batch) for batch in batches]
+    return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
 
 
 def build_teacher(config: TeacherConfig, device: str = "cpu") -> Teacher:

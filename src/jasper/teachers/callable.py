@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from jasper.config import TeacherConfig
+from jasper.teachers.base import encode_in_batches
 
 
 def load_callable(spec: str) -> Callable[[list[str]], Any]:
@@ -40,16 +40,7 @@ class CallableTeacher:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32; `workers` batches run concurrently."""
-        prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
-        size = self.config.batch_size
-        batches = [prompted[start : start + size] for start in range(0, len(prompted), size)]
-        if self.config.workers > 1 and len(batches) > 1:
-            # threads suit callables that release the GIL: C engines through ctypes, HTTP clients
-            with ThreadPoolExecutor(self.config.workers) as pool:
-                results = list(pool.map(self._call, batches))
-        else:
-            results = [self._call(batch) for batch in batches]
-        return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
+        return encode_in_batches(texts, self.config, self._call)
 
     def _call(self, batch: list[str]) -> np.ndarray:
         vectors = np.asarray(self.function(batch), dtype=np.float32)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import TeacherConfig
+from jasper.teachers.base import encode_in_batches
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -48,11 +49,8 @@ class OpenAIEmbeddingsTeacher:
         self._next_request = 0.0
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors for `texts`, shape (len(texts), dim), float32."""
-        prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
-        size = self.config.batch_size
-        parts = [self._embed(prompted[i : i + size]) for i in range(0, len(prompted), size)]
-        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+        """Vectors for `texts`, shape (len(texts), dim), float32; `workers` requests may be in flight."""
+        return encode_in_batches(texts, self.config, self._embed)
 
     def _wait_for_rate_limit(self) -> None:
         if not self.config.requests_per_minute:

@@ -55,12 +55,6 @@ def _schedule(optimizer: torch.optim.Optimizer, stage: StageConfig, total: int) 
     return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
-def _autocast(config: RunConfig, device: torch.device) -> contextlib.AbstractContextManager[None]:
-    if config.precision == "bf16" and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 class StageRunner:
     """Runs the stages of one config on one student, checkpointing as it goes."""
 
@@ -98,6 +92,12 @@ class StageRunner:
                 self._pooled = None  # the encoder changed: cached pooled outputs are stale
             state = TrainState(stage=index + 1, step=0, model=self.student.state_dict())
             self._save(state)
+
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        """bf16 autocast on CUDA when `precision: bf16`, else nothing."""
+        if self.config.precision == "bf16" and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _save(self, state: TrainState) -> None:
         if self.ranks.is_main:
@@ -207,17 +207,16 @@ class StageRunner:
             return self.objective({d: gather(v, self.ranks) for d, v in heads.items()}, teacher, losses)
 
         def loss_of_pooled(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
-            with _autocast(self.config, self.device):
+            with self._autocast():
                 heads = self.student.project(pooled, dims)
             return loss_of_heads(heads)
 
         optimizer.zero_grad(set_to_none=True)
         texts = [self.texts[int(r)] for r in mine]
         if micro_batch and micro_batch < len(mine) and pooled_cache is None:
-            autocast = lambda: _autocast(self.config, self.device)  # noqa: E731
-            parts = cached_step(self.student, texts, micro_batch, loss_of_pooled, autocast)
+            parts = cached_step(self.student, texts, micro_batch, loss_of_pooled, self._autocast)
         else:
-            with _autocast(self.config, self.device):
+            with self._autocast():
                 if pooled_cache is not None:
                     heads = model(None, dims, pooled=pooled_cache[torch.from_numpy(mine).to(self.device)])
                 else:
