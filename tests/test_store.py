@@ -116,6 +116,8 @@ def test_teacher_whose_output_dim_changed(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         compute_teacher(tmp_path, config, texts, shard_size=16)
     monkeypatch.setattr(store_module, "atomic_save_npy", original)
+    for later in ("shard-00001.npy", "shard-00002.npy"):  # the writer may have finished the group's others
+        (tmp_path / "t" / later).unlink(missing_ok=True)
     monkeypatch.setenv("TEACHER_DIM", "6")
     with pytest.raises(StoreError, match="now returns 6-dim vectors.*holds 8-dim"):
         compute_teacher(tmp_path, config, texts, shard_size=16)

@@ -47,7 +47,11 @@ class TeacherConfig(_Strict):
     batch_size: int = Field(default=64, gt=0)
     max_length: int | None = Field(default=None, gt=0)
     trust_remote_code: bool = False
-    workers: int = Field(default=1, gt=0)  # callable and openai-api backends: batches in flight at once (threads)
+    workers: int = Field(default=1, gt=0)  # callable/openai-api: batches in flight; fast engine: tokenizer threads
+    # sentence-transformers backend: 'fast' = jasper's bucketed pipeline, 'auto' = fast where the model allows
+    engine: Literal["auto", "fast", "sentence-transformers"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"  # auto: float32 on CPU, half on GPU
+    max_batch_tokens: int | None = Field(default=None, gt=0)  # cap on padded tokens per batch (fast engine)
     # openai-api backend: any OpenAI-compatible /v1/embeddings endpoint
     api_base: str | None = None
     api_key_env: str = "OPENAI_API_KEY"

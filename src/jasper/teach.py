@@ -5,22 +5,32 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from jasper.config import RunConfig
 from jasper.data.prepare import load_texts
 from jasper.data.store import TeacherStore, compute_teacher
+from jasper.distributed import setup as setup_ranks
 from jasper.runtime import pick_device
 
 logger = logging.getLogger(__name__)
 
 
 def teach(config: RunConfig) -> TeacherStore:
-    """Encode the corpus with each teacher (resuming finished shards) and open the store."""
+    """Encode the corpus with each teacher (resuming finished shards; split over ranks when launched
+    by accelerate/torchrun) and open the store."""
     texts = load_texts(config)
     store_dir: Path = config.store_dir
-    device = str(pick_device(config.device))
-    logger.info("corpus: %d texts; store: %s", len(texts), store_dir)
+    device = pick_device(config.device)
+    ranks = setup_ranks(device.type)
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    where = f" on {ranks.world} processes" if ranks.active else ""
+    logger.info("corpus: %d texts; store: %s%s", len(texts), store_dir, where)
     for teacher in config.teachers:
-        compute_teacher(store_dir, teacher, texts, config.store.dtype, config.store.shard_size, device)
+        compute_teacher(
+            store_dir, teacher, texts, config.store.dtype, config.store.shard_size, str(device), ranks=ranks
+        )
     store = TeacherStore(store_dir, config.teachers, texts)
     logger.info("teachers %s: %s dims -> %d concatenated", store.names, store.dims, store.dim)
     return store

@@ -7,6 +7,7 @@ Layout of `<store>/<teacher>/`: `manifest.json` (teacher, model, prompt, dim, ro
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from tqdm.auto import tqdm
 
 from jasper.config import TeacherConfig
 from jasper.data.corpus import texts_hash
+from jasper.distributed import Ranks, barrier
 from jasper.io import atomic_save_npy, atomic_write, atomic_write_json
 from jasper.runtime import kill_point
+from jasper.teachers.base import Teacher
 
 logger = logging.getLogger(__name__)
 
@@ -87,60 +90,148 @@ def compute_teacher(
     dtype: str = "float16",
     shard_size: int = 1024,
     device: str = "cpu",
+    ranks: Ranks | None = None,
+    teacher: Teacher | None = None,
 ) -> Path:
-    """Encode `texts` with one teacher into `store_dir/<name>/`, resuming from finished shards."""
+    """Encode `texts` with one teacher into `store_dir/<name>/`, resuming from finished shards.
+
+    Under several processes each rank computes shards k with k % world == rank; rank 0 joins them once
+    every rank is done. `teacher` skips building the backend (benchmarks build it ahead).
+    """
+    ranks = ranks or Ranks()
     teacher_dir = Path(store_dir) / config.name
     expected = _identity(config, texts, dtype, shard_size)
     manifest = read_manifest(teacher_dir)
     if manifest is not None:
-        _mismatch(manifest, expected, teacher_dir)
+        _mismatch(manifest, expected, teacher_dir)  # every rank checks, so a mismatch stops all of them
         if manifest.get("complete"):
             logger.info("teacher '%s': store complete, nothing to compute", config.name)
             return teacher_dir
-    else:
+    elif ranks.is_main:
         manifest = {**expected, "dim": None, "complete": False}
         atomic_write_json(teacher_dir / "manifest.json", manifest)
+    barrier(ranks)
+    manifest = read_manifest(teacher_dir) or {}
 
     n_shards = (len(texts) + shard_size - 1) // shard_size
-    todo = [k for k in range(n_shards) if not (teacher_dir / f"shard-{k:05d}.npy").is_file()]
-    if todo and len(todo) < n_shards:
-        logger.info("teacher '%s': resuming, %d of %d shards done", config.name, n_shards - len(todo), n_shards)
-    teacher = None
-    with tqdm(total=len(texts), desc=f"teacher {config.name}", unit="text") as bar:
-        bar.update(sum(min(shard_size, len(texts) - k * shard_size) for k in range(n_shards) if k not in todo))
-        for done, k in enumerate(todo, start=1):
+    mine = [k for k in range(n_shards) if k % ranks.world == ranks.rank]
+    todo = [k for k in mine if not _shard_path(teacher_dir, k).is_file()]
+    if todo and len(todo) < len(mine):
+        logger.info("teacher '%s': resuming, %d of %d shards done", config.name, len(mine) - len(todo), len(mine))
+    rows = {k: min(shard_size, len(texts) - k * shard_size) for k in mine}
+    # a local model overlaps encoding with writing; a paid backend writes each shard before the next request,
+    # so that a kill never loses rows already paid for
+    local = config.backend == "sentence-transformers"
+    with (
+        tqdm(total=sum(rows.values()), desc=f"teacher {config.name}", unit="text", disable=not ranks.is_main) as bar,
+        ShardWriter(teacher_dir, dtype, background=local) as writer,
+    ):
+        bar.update(sum(rows[k] for k in mine if k not in todo))
+        for group in _groups(todo, max(1, GROUP_TEXTS // shard_size) if local else 1):
             if teacher is None:
                 from jasper.teachers import build_teacher
 
                 teacher = build_teacher(config, device)
-            batch = texts[k * shard_size : (k + 1) * shard_size]
-            vectors = np.asarray(teacher.encode(batch), dtype=np.float32)
-            manifest = _check_dim(manifest, vectors, len(batch), config.name, teacher_dir)
-            check_vectors(vectors, k * shard_size, batch, config.name)
-            atomic_save_npy(teacher_dir / f"shard-{k:05d}.npy", _normalise(vectors).astype(dtype))
-            bar.update(len(batch))
-            kill_point("JASPER_KILL_AFTER_SHARDS", done)
-    _consolidate(teacher_dir, manifest, n_shards)
+            start, stop = group[0] * shard_size, min(len(texts), (group[-1] + 1) * shard_size)
+            # encoding several shards at once lets the teacher sort a larger pool into length buckets
+            vectors = np.asarray(teacher.encode(texts[start:stop]), dtype=np.float32)
+            if vectors.ndim != 2 or vectors.shape[0] != stop - start:
+                raise StoreError(f"teacher '{config.name}' returned shape {vectors.shape} for {stop - start} texts")
+            manifest = _check_dim(manifest, vectors, config.name, teacher_dir, ranks.is_main)
+            check_vectors(vectors, start, texts[start:stop], config.name)
+            for k in group:
+                part = vectors[k * shard_size - start : (k + 1) * shard_size - start]
+                writer.submit(k, _normalise(part))  # the device goes on with the next group meanwhile
+                bar.update(len(part))
+    barrier(ranks)
+    if ranks.is_main:
+        _consolidate(teacher_dir, read_manifest(teacher_dir) or manifest, n_shards)
+    barrier(ranks)
     return teacher_dir
 
 
-def _check_dim(manifest: dict[str, Any], vectors: np.ndarray, n: int, name: str, teacher_dir: Path) -> dict[str, Any]:
-    if vectors.ndim != 2 or vectors.shape[0] != n:
-        raise StoreError(f"teacher '{name}' returned shape {vectors.shape} for {n} texts")
+GROUP_TEXTS = 16384  # texts handed to a local model at once (whole shards)
+
+
+def _groups(shards: list[int], per_group: int) -> list[list[int]]:
+    """Runs of consecutive shard numbers handed to the teacher in one call, at most `per_group` shards (a
+    larger pool sorts into tighter length buckets)."""
+    groups: list[list[int]] = []
+    for k in shards:
+        if groups and k == groups[-1][-1] + 1 and len(groups[-1]) < per_group:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups
+
+
+def _shard_path(teacher_dir: Path, k: int) -> Path:
+    return teacher_dir / f"shard-{k:05d}.npy"
+
+
+class ShardWriter:
+    """Writes shards atomically, in order, on a background thread or at once; the kill point counts them."""
+
+    def __init__(self, teacher_dir: Path, dtype: str, background: bool = True) -> None:
+        self.teacher_dir, self.dtype, self.background = teacher_dir, dtype, background
+        self.pool = ThreadPoolExecutor(1)
+        self.pending: list[Future[None]] = []
+        self.written = 0
+
+    def submit(self, k: int, vectors: np.ndarray) -> None:
+        """Queue shard `k` (raising any earlier write's error here, in the caller)."""
+        if not self.background:
+            self._write(k, vectors.astype(self.dtype))
+            return
+        for future in [f for f in self.pending if f.done()]:
+            future.result()
+            self.pending.remove(future)
+        self.pending.append(self.pool.submit(self._write, k, vectors.astype(self.dtype)))
+
+    def _write(self, k: int, vectors: np.ndarray) -> None:
+        atomic_save_npy(_shard_path(self.teacher_dir, k), vectors)
+        self.written += 1
+        kill_point("JASPER_KILL_AFTER_SHARDS", self.written)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)  # shards already computed are kept even when an error ends the run
+        for future in self.pending:
+            if exc[0] is None:
+                future.result()
+
+
+def _check_dim(
+    manifest: dict[str, Any], vectors: np.ndarray, name: str, teacher_dir: Path, write: bool
+) -> dict[str, Any]:
     dim = int(vectors.shape[1])
     if manifest.get("dim") is None:
         manifest = {**manifest, "dim": dim}
-        atomic_write_json(teacher_dir / "manifest.json", manifest)
+        if write:
+            atomic_write_json(teacher_dir / "manifest.json", manifest)
     elif manifest["dim"] != dim:
-        raise StoreError(
-            f"teacher '{name}' now returns {dim}-dim vectors, the store '{teacher_dir}' holds "
-            f"{manifest['dim']}-dim ones: its output dim changed. Delete that folder to recompute."
-        )
+        raise _dim_changed(name, dim, manifest["dim"], teacher_dir)
     return manifest
 
 
+def _dim_changed(name: str, dim: int, stored: int, teacher_dir: Path) -> StoreError:
+    return StoreError(
+        f"teacher '{name}' now returns {dim}-dim vectors, the store '{teacher_dir}' holds "
+        f"{stored}-dim ones: its output dim changed. Delete that folder to recompute."
+    )
+
+
 def _consolidate(teacher_dir: Path, manifest: dict[str, Any], n_shards: int) -> None:
-    shards = [teacher_dir / f"shard-{k:05d}.npy" for k in range(n_shards)]
+    shards = [_shard_path(teacher_dir, k) for k in range(n_shards)]
+    missing = [s.name for s in shards if not s.is_file()]
+    if missing:
+        raise StoreError(f"teacher store '{teacher_dir}': shards {missing[:5]} are missing; run `jasper teach` again")
+    dims = {int(np.load(s, mmap_mode="r").shape[1]) for s in shards}
+    if len(dims) > 1 or (manifest.get("dim") is not None and manifest["dim"] not in dims):
+        raise _dim_changed(manifest["teacher"], max(dims), manifest.get("dim") or min(dims), teacher_dir)
+    manifest = {**manifest, "dim": dims.pop()}
     final = teacher_dir / "vectors.npy"
 
     def write(tmp: Path) -> None:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import torch
 
 from jasper.assets import resolve_model
 from jasper.config import TeacherConfig
 
+logger = logging.getLogger(__name__)
+
 
 class SentenceTransformerTeacher:
-    """Encodes with `SentenceTransformer.encode`, the prompt prepended to every text."""
+    """Encodes through the fast path (`teachers.fast_encode`) or `SentenceTransformer.encode`, the prompt
+    prepended to every text."""
 
     def __init__(self, config: TeacherConfig, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
+
+        from jasper.teachers.fast_encode import FastSentenceEncoder, resolve_dtype
 
         self.name = config.name
         self.config = config
@@ -21,11 +29,40 @@ class SentenceTransformerTeacher:
         )
         if config.max_length:
             self.model.max_seq_length = config.max_length
+        self.fast: FastSentenceEncoder | None = None
+        fast_ok = FastSentenceEncoder.supports(self.model)
+        if config.engine == "fast" and not fast_ok:
+            raise ValueError(
+                f"teacher '{config.name}': engine 'fast' needs a text model with a fast tokenizer; "
+                "use engine: sentence-transformers (or auto)"
+            )
+        dtype = resolve_dtype(config.dtype, torch.device(device), _checkpoint_dtype(self.model))
+        if config.engine != "sentence-transformers" and fast_ok:
+            self.fast = FastSentenceEncoder(
+                self.model, torch.device(device), dtype, config.batch_size, config.max_batch_tokens, config.workers
+            )
+        elif dtype != torch.float32:
+            self.model.to(dtype)
+        logger.info("teacher '%s': %s engine, %s", config.name, "fast" if self.fast else "sentence-transformers", dtype)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32."""
         prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
+        if self.fast is not None:
+            return self.fast.encode(prompted)
         vectors = self.model.encode(
             prompted, batch_size=self.config.batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _checkpoint_dtype(model: object) -> torch.dtype | None:
+    """The dtype the checkpoint declares (`torch_dtype`/`dtype` in its config), if any."""
+    try:
+        hf_config = model[0].auto_model.config  # type: ignore[index]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    declared = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None)
+    if isinstance(declared, str):
+        declared = getattr(torch, declared, None)
+    return declared if isinstance(declared, torch.dtype) else None

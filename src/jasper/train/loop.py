@@ -18,12 +18,12 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 from jasper.config import RunConfig, StageConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
+from jasper.distributed import Ranks, barrier, gather, local_rows
+from jasper.distributed import setup as setup_ranks
 from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
 from jasper.runtime import kill_point, pick_device, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
-from jasper.train.distributed import Ranks, barrier, gather, local_rows
-from jasper.train.distributed import setup as setup_ranks
 from jasper.train.grad_cache import cached_step
 from jasper.train.log import TrainLog
 from jasper.train.stages import apply_stage, encoder_trains

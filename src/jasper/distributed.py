@@ -1,5 +1,7 @@
-"""Several processes (launched by `accelerate launch` or `torchrun`): DDP, with the batch's embeddings
-gathered across ranks so that N processes of B/N rows optimise the same objective as one of B rows.
+"""Several processes (launched by `accelerate launch` or `torchrun`).
+
+Teacher encoding: each rank computes its own shards of the store. Training: DDP, with the batch's
+embeddings gathered across ranks so that N processes of B/N rows optimise the same objective as one of B rows.
 
 The similarity and ranking losses need every pair of the global batch. Each rank embeds its own rows,
 `all_gather` (the autograd-aware one) assembles the global batch, every rank computes the same loss, and
@@ -12,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sized
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -36,13 +39,17 @@ class Ranks:
         return self.rank == 0
 
 
+# at the end of `jasper teach` ranks wait while rank 0 joins the shards (minutes for a big store)
+BARRIER_TIMEOUT = timedelta(hours=2)
+
+
 def setup(device_type: str) -> Ranks:
     """Join the process group that the launcher described in the environment (or stay alone)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Ranks()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
