@@ -168,6 +168,15 @@ def teacher_b(texts: list[str]) -> np.ndarray:
     return hash_teacher(texts, 4, "b")
 
 
+def teacher_logged(texts: list[str]) -> np.ndarray:
+    """teacher_a, also appending every text it encodes to <TEACH_LOG>/<pid>.txt (to count what was paid for)."""
+    log = os.environ.get("TEACH_LOG")
+    if log:
+        with open(Path(log) / f"{os.getpid()}.txt", "a", encoding="utf-8") as handle:
+            handle.write("".join(t + "\n" for t in texts))
+    return hash_teacher(texts, 8, "a")
+
+
 def teacher_dim_from_env(texts: list[str]) -> np.ndarray:
     """A teacher whose width is read from TEACHER_DIM, to simulate a changed model."""
     return hash_teacher(texts, int(os.environ.get("TEACHER_DIM", "8")), "a")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,46 @@ def _run(args: list[str], processes: int, env: dict | None = None) -> subprocess
     return subprocess.run(launcher + args, capture_output=True, text=True, env=full_env, timeout=600)
 
 
+def _encoded(log: Path) -> Counter:
+    return Counter(line for part in log.glob("*.txt") for line in part.read_text(encoding="utf-8").splitlines())
+
+
+def test_two_processes_teach_the_same_store_and_resume(corpus_file, tmp_path):
+    model = helpers.make_tiny_bert(tmp_path / "model")
+    texts = corpus_file.read_text(encoding="utf-8").splitlines()
+    teacher = {"name": "tc", "backend": "callable", "model": "helpers:teacher_logged", "batch_size": 8}
+    vectors = {}
+    for name, processes in (("one", 1), ("two", 2)):
+        config = tiny_config_dict(
+            model, corpus_file, tmp_path / "runs", name=name, teachers=[teacher], store={"shard_size": 16}
+        )
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        folder = tmp_path / "runs" / name / "teachers" / "tc"
+        if processes > 1:  # each rank is killed after writing its first shard, then the job is run again
+            first = tmp_path / f"log-{name}-killed"
+            first.mkdir()
+            killed = _run(["teach", str(path)], 2, {"JASPER_KILL_AFTER_SHARDS": "1", "TEACH_LOG": str(first)})
+            assert killed.returncode != 0
+            done = sorted(p.name for p in folder.glob("shard-*.npy"))
+            assert done and not (folder / "vectors.npy").exists()
+        log = tmp_path / f"log-{name}"
+        log.mkdir()
+        result = _run(["teach", str(path)], processes, {"TEACH_LOG": str(log)})
+        assert result.returncode == 0, result.stderr[-3000:]
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["complete"] and manifest["dim"] == 8
+        assert not list(folder.glob("shard-*.npy"))
+        vectors[name] = np.load(folder / "vectors.npy")
+        if processes > 1:
+            stored_before = Counter(t for p in done for t in texts[int(p[6:11]) * 16 : int(p[6:11]) * 16 + 16])
+            assert _encoded(log) == Counter(texts) - stored_before  # the rerun encodes only what is missing
+            assert len(list(log.glob("*.txt"))) == 2  # both ranks worked
+        else:
+            assert _encoded(log) == Counter(texts)
+    np.testing.assert_array_equal(vectors["two"], vectors["one"])
+
+
 def _losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
@@ -43,10 +84,13 @@ def test_two_processes_match_one_and_resume(corpus_file, tmp_path):
     model = helpers.make_tiny_bert(tmp_path / "model", dropout=0.0)  # no dropout: ranks draw no different masks
     store = tmp_path / "store"
     curves = {}
-    for name, processes, kill in (("one", 1, None), ("two", 2, None), ("two-killed", 2, "6")):
+    runs = (("one", 1, None, None), ("two", 2, None, None), ("two-killed", 2, "6", None), ("two-micro", 2, None, 2))
+    for name, processes, kill, micro in runs:
         config = tiny_config_dict(
             model, corpus_file, tmp_path / "runs", name=name, store={"dir": str(store), "shard_size": 32}
         )
+        for stage in config["stages"]:
+            stage["micro_batch_size"] = micro  # 2 processes x 4 rows, in micro-batches of 2: gradient caching
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         assert _run(["teach", str(path)], 1).returncode == 0
@@ -58,6 +102,7 @@ def test_two_processes_match_one_and_resume(corpus_file, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         assert (tmp_path / "runs" / name / "student" / "student.json").is_file()
         curves[name] = _losses(tmp_path / "runs" / name)
-    assert len(curves["one"]) == len(curves["two"]) == len(curves["two-killed"]) == 12
+    assert len(curves["one"]) == len(curves["two"]) == len(curves["two-killed"]) == len(curves["two-micro"]) == 12
     np.testing.assert_allclose(curves["two"], curves["one"], rtol=1e-4)
     np.testing.assert_allclose(curves["two-killed"], curves["two"], rtol=1e-4)
+    np.testing.assert_allclose(curves["two-micro"], curves["one"], rtol=1e-4)

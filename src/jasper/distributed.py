@@ -68,6 +68,23 @@ def gather(vectors: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     return torch.cat(all_gather(vectors.contiguous()), dim=0)
 
 
+def average_gradients(module: torch.nn.Module, ranks: Ranks) -> None:
+    """Average the gradients over ranks in one all-reduce, as DDP would. Every rank runs the same code path,
+    so the same parameters hold gradients on all of them."""
+    if not ranks.active:
+        return
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= ranks.world
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
 def barrier(ranks: Ranks) -> None:
     """Wait for every rank (no-op alone)."""
     if ranks.active:

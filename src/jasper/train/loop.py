@@ -18,7 +18,7 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 from jasper.config import RunConfig, StageConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
-from jasper.distributed import Ranks, barrier, gather, local_rows
+from jasper.distributed import Ranks, average_gradients, barrier, gather, local_rows
 from jasper.distributed import setup as setup_ranks
 from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
@@ -141,10 +141,10 @@ class StageRunner:
             raise ValueError(
                 f"stage '{stage.name}': batch_size {stage.batch_size} is not divisible by {self.ranks.world} processes"
             )
-        if self.ranks.active and stage.micro_batch_size:
-            raise ValueError(f"stage '{stage.name}': micro_batch_size is single-process only for now")
         model: torch.nn.Module = self.student
-        if self.ranks.active:
+        # gradient caching runs its own backward passes outside the module's forward, where DDP's hooks do not
+        # see them: those stages average the gradients across ranks after the step's backward instead
+        if self.ranks.active and not stage.micro_batch_size:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(self.student, device_ids=ids, find_unused_parameters=True)
         optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
@@ -223,6 +223,8 @@ class StageRunner:
                     heads = model(texts, dims)
             parts = loss_of_heads(heads)
             parts["loss"].backward()
+        if self.ranks.active and model is self.student:
+            average_gradients(self.student, self.ranks)
         optimizer.step()
         return {k: v.detach() for k, v in parts.items()}
 
