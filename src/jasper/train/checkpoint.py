@@ -21,6 +21,7 @@ class TrainState:
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     rng: Any = None
+    deepspeed_tag: str | None = None  # under DeepSpeed: the folder of the ranks' optimizer shards
 
     def state_dict(self) -> dict[str, Any]:
         """Everything, for torch.save."""

@@ -9,6 +9,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
 from jasper.runtime import kill_point, pick_device, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from jasper.train.deepspeed import deepspeed_config, launched_with_deepspeed
+from jasper.train.deepspeed import initialize as deepspeed_initialize
 from jasper.train.grad_cache import cached_step
 from jasper.train.log import TrainLog
 from jasper.train.stages import apply_stage, encoder_trains
@@ -69,6 +72,8 @@ class StageRunner:
         self.train_rows, _ = split_rows(len(texts), config.corpus.holdout, config.seed)
         self.objective = DistillObjective(**config.loss.model_dump())
         self.checkpoint_path = config.run_dir / "checkpoints" / "last.pt"
+        self.deepspeed_dir = config.run_dir / "checkpoints" / "deepspeed"
+        self.engine: Any = None  # the stage's DeepSpeed engine, when launched with one
         self.log = TrainLog(config.run_dir / "train_log.jsonl")
         self.steps_this_process = 0
         self.ranks = ranks or Ranks()
@@ -102,6 +107,10 @@ class StageRunner:
     def _save(self, state: TrainState) -> None:
         if self.ranks.is_main:
             save_checkpoint(self.checkpoint_path, state)
+            # DeepSpeed shards of older checkpoints go once the new one is in place
+            for old in self.deepspeed_dir.glob("stage*-step*"):
+                if old.name != state.deepspeed_tag:
+                    shutil.rmtree(old, ignore_errors=True)
         barrier(self.ranks)
 
     def _frozen_pooled(self) -> np.ndarray:
@@ -141,17 +150,26 @@ class StageRunner:
             raise ValueError(
                 f"stage '{stage.name}': batch_size {stage.batch_size} is not divisible by {self.ranks.world} processes"
             )
+        optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
         model: torch.nn.Module = self.student
+        self.engine = None
+        if launched_with_deepspeed():
+            ds_config = deepspeed_config(stage.name, stage.batch_size, self.ranks.world, stage.micro_batch_size)
+            self.engine = model = deepspeed_initialize(self.student, optimizer, ds_config)
+            zero = ds_config.get("zero_optimization", {}).get("stage", 0)
+            logger.info("stage '%s': DeepSpeed ZeRO-%d over %d processes", stage.name, zero, self.ranks.world)
         # gradient caching runs its own backward passes outside the module's forward, where DDP's hooks do not
         # see them: those stages average the gradients across ranks after the step's backward instead
-        if self.ranks.active and not stage.micro_batch_size:
+        elif self.ranks.active and not stage.micro_batch_size:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = torch.nn.parallel.DistributedDataParallel(self.student, device_ids=ids, find_unused_parameters=True)
-        optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
-        scheduler = _schedule(optimizer, stage, total)
+        scheduler = _schedule(optimizer, stage, total)  # under ZeRO the engine steps this optimizer's groups
         start = 0
         if resume is not None:
-            optimizer.load_state_dict(resume.optimizer or {})
+            if self.engine is not None:
+                self._load_engine(resume)
+            else:
+                optimizer.load_state_dict(resume.optimizer or {})
             scheduler.load_state_dict(resume.scheduler or {})
             torch.set_rng_state(resume.rng)
             start = resume.step
@@ -176,18 +194,41 @@ class StageRunner:
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if (step + 1) % stage.checkpoint_every == 0 and step + 1 < total:
+                tag = self._save_engine(f"stage{index}-step{step + 1}")
                 state = TrainState(
                     index,
                     step + 1,
                     self.student.state_dict(),
-                    optimizer.state_dict(),
+                    None if tag else optimizer.state_dict(),
                     scheduler.state_dict(),
                     torch.get_rng_state(),
+                    deepspeed_tag=tag,
                 )
                 self._save(state)
             self.steps_this_process += 1
             kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
         bar.close()
+        if self.engine is not None:
+            self.engine.destroy()  # its gradient hooks must not outlive the stage
+            self.engine = None
+
+    def _save_engine(self, tag: str) -> str | None:
+        """Under DeepSpeed every rank writes its optimizer shard (a collective); returns the tag, else None."""
+        if self.engine is None:
+            return None
+        self.engine.save_checkpoint(str(self.deepspeed_dir), tag=tag, save_latest=False)
+        return tag
+
+    def _load_engine(self, resume: TrainState) -> None:
+        folder = self.deepspeed_dir / str(resume.deepspeed_tag)
+        if not resume.deepspeed_tag or not folder.is_dir():
+            raise ValueError(
+                f"the checkpoint to resume has no DeepSpeed optimizer state ('{folder}'): it was written without "
+                "DeepSpeed. Resume with the launcher that started the run."
+            )
+        assert self.engine is not None
+        # the scheduler is jasper's (in last.pt); the engine restores weights and this rank's optimizer shard
+        self.engine.load_checkpoint(str(self.deepspeed_dir), tag=resume.deepspeed_tag, load_lr_scheduler_states=False)
 
     def _step(
         self,
@@ -222,10 +263,16 @@ class StageRunner:
                 else:
                     heads = model(texts, dims)
             parts = loss_of_heads(heads)
-            parts["loss"].backward()
-        if self.ranks.active and model is self.student:
-            average_gradients(self.student, self.ranks)
-        optimizer.step()
+            if self.engine is not None:
+                self.engine.backward(parts["loss"])
+            else:
+                parts["loss"].backward()
+        if self.engine is not None:
+            self.engine.step()
+        else:
+            if self.ranks.active and model is self.student:
+                average_gradients(self.student, self.ranks)
+            optimizer.step()
         return {k: v.detach() for k, v in parts.items()}
 
     def _pooled_cache(self, stage: StageConfig, steps_left: int) -> torch.Tensor | None:

@@ -1,0 +1,83 @@
+"""DeepSpeed ZeRO (stages 1 and 2) for `jasper train`, when `accelerate launch` runs it with a DeepSpeed config.
+
+`accelerate launch --config_file configs/accelerate/zero2.yaml -m jasper train run.yaml` exports the
+config to the environment; accelerate's own `DeepSpeedPlugin` reads it back here, jasper fills in what
+only it knows (the batch sizes of each stage), and every stage's trainable parameters go to a
+`deepspeed.initialize` engine, which shards the optimizer states and gradients over the ranks.
+
+What jasper keeps for itself: the global batch (each rank embeds B/N rows, the losses see all B, as
+with DDP), mixed precision (jasper's `precision`, through autocast: the engine keeps float32 weights so
+the saved student is float32), and no gradient clipping unless the DeepSpeed config sets a number.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+ENV_FLAG = "ACCELERATE_USE_DEEPSPEED"
+
+
+def launched_with_deepspeed() -> bool:
+    """Whether the launcher asked for DeepSpeed (accelerate sets ACCELERATE_USE_DEEPSPEED=true)."""
+    return os.environ.get(ENV_FLAG, "false").lower() == "true"
+
+
+def _drop_auto(config: dict[str, Any]) -> dict[str, Any]:
+    """Remove the values accelerate leaves as 'auto', so DeepSpeed's defaults apply."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out[key] = _drop_auto(value)
+        elif value != "auto":
+            out[key] = value
+    return out
+
+
+def deepspeed_config(stage_name: str, batch_size: int, world: int, micro_batch_size: int | None) -> dict[str, Any]:
+    """The DeepSpeed config for one stage, from the launcher's accelerate config plus the stage's batch."""
+    try:
+        import deepspeed  # noqa: F401
+        from accelerate.utils import DeepSpeedPlugin
+    except ImportError as error:
+        raise ValueError(
+            "launched with a DeepSpeed accelerate config, but deepspeed/accelerate are not installed: "
+            "pip install 'jasper-distill[deepspeed]'"
+        ) from error
+    config = copy.deepcopy(DeepSpeedPlugin().deepspeed_config)
+    zero = config.get("zero_optimization", {}).get("stage", 0)
+    if zero not in (0, 1, 2):
+        raise ValueError(
+            f"DeepSpeed ZeRO stage {zero} shards the parameters themselves, which the student's heads read "
+            "directly: use zero_stage 1 or 2"
+        )
+    if config.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
+        raise ValueError(
+            "DeepSpeed gradient_accumulation_steps > 1 would split the batch that the in-batch losses need: "
+            "set the stage's micro_batch_size (gradient caching, the same objective) instead"
+        )
+    if micro_batch_size:
+        raise ValueError(
+            f"stage '{stage_name}': micro_batch_size (gradient caching) runs its own backward passes, which "
+            "DeepSpeed's engine does not see: drop it, or launch without DeepSpeed (DDP supports it)"
+        )
+    config = _drop_auto(config)
+    config.update(
+        train_batch_size=batch_size,
+        train_micro_batch_size_per_gpu=batch_size // world,
+        gradient_accumulation_steps=1,
+        steps_per_print=2**31 - 1,
+    )
+    # mixed precision stays jasper's (autocast over float32 weights), whatever accelerate's mixed_precision says
+    config["bf16"] = {"enabled": False}
+    config["fp16"] = {"enabled": False}
+    return config
+
+
+def initialize(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
+    """A DeepSpeed engine around `model` and `optimizer` (the optimizer's parameters are the ones that train)."""
+    import deepspeed
+
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+    return engine
