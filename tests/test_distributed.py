@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import helpers
@@ -147,3 +148,30 @@ def test_deepspeed_zero2_matches_one_process_and_resumes(corpus_file, tmp_path):
     np.testing.assert_allclose(curves["zero2"][:2], curves["one"][:2], rtol=1e-6)
     np.testing.assert_allclose(curves["zero2"], curves["one"], rtol=5e-3)
     np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-6)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("deepspeed") is None or not torch.cuda.is_available(), reason="needs deepspeed and CUDA"
+)
+def test_deepspeed_zero2_on_cuda_bf16_resumes(corpus_file, tmp_path):
+    """One GPU under the ZeRO-2 accelerate config, bf16 autocast: the plain run's curve, and a resume."""
+    model = helpers.make_tiny_bert(tmp_path / "model", dropout=0.0)
+    store = tmp_path / "store"
+    curves = {}
+    for name, launch, kill in (("plain", None, None), ("zero2", ZERO2, None), ("zero2-killed", ZERO2, "6")):
+        config = tiny_config_dict(
+            model, corpus_file, tmp_path / "runs", name=name, device="cuda", precision="bf16",
+            store={"dir": str(store), "shard_size": 32},
+        )  # fmt: skip
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        assert _run(["teach", str(path)], 1).returncode == 0
+        if kill:
+            assert _run(["train", str(path)], 1, {"JASPER_KILL_AFTER_STEPS": kill}, launch).returncode != 0
+        result = _run(["train", str(path)], 1, None, launch)
+        assert result.returncode == 0, result.stderr[-3000:]
+        if launch:
+            assert "DeepSpeed ZeRO-2 over 1 processes" in " ".join((result.stderr + result.stdout).split())
+        curves[name] = _losses(tmp_path / "runs" / name)
+    np.testing.assert_allclose(curves["zero2"], curves["plain"], rtol=1e-3)
+    np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-5)
