@@ -10,4 +10,4 @@ nvidia-smi -L
 python3 -m pip install -q --no-deps --no-index "$carry"/wheels/*.whl
 python3 -m pip install -q --no-deps --no-build-isolation -e .
 python3 -m pip list 2>/dev/null | grep -iE "^(deepspeed|accelerate|torch) "
-python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_distributed.py -k cuda 2>&1 | tail -40
+python3 -m pytest -q -s -p no:cacheprovider --tb=short tests/test_distributed.py -k cuda 2>&1 | grep -vE "it/s|step/s|^\s*$" | tail -40

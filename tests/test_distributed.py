@@ -143,10 +143,7 @@ def test_deepspeed_zero2_matches_one_process_and_resumes(corpus_file, tmp_path):
             assert engine_dir.is_dir() and not [p for p in engine_dir.iterdir() if p.is_dir()]  # gone with the stages
         curves[name] = _losses(tmp_path / "runs" / name)
     assert len(curves["zero2"]) == len(curves["zero2-killed"]) == 12
-    # ZeRO divides each gradient by the world size before its bucketed reduce-scatter (DDP sums, then divides):
-    # the rounding differs from step 3 on (5e-6 relative) and grows to ~1.5e-3 over the 12 steps at lr 1e-3
-    np.testing.assert_allclose(curves["zero2"][:2], curves["one"][:2], rtol=1e-6)
-    np.testing.assert_allclose(curves["zero2"], curves["one"], rtol=5e-3)
+    np.testing.assert_allclose(curves["zero2"], curves["one"], rtol=1e-4)
     np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-6)
 
 
@@ -158,10 +155,11 @@ def test_deepspeed_zero2_on_cuda_bf16_resumes(corpus_file, tmp_path):
     model = helpers.make_tiny_bert(tmp_path / "model", dropout=0.0)
     store = tmp_path / "store"
     curves = {}
-    for name, launch, kill in (("plain", None, None), ("zero2", ZERO2, None), ("zero2-killed", ZERO2, "6")):
+    runs = (("fp32", None, None), ("plain", None, None), ("zero2", ZERO2, None), ("zero2-killed", ZERO2, "6"))
+    for name, launch, kill in runs:
         config = tiny_config_dict(
-            model, corpus_file, tmp_path / "runs", name=name, device="cuda", precision="bf16",
-            store={"dir": str(store), "shard_size": 32},
+            model, corpus_file, tmp_path / "runs", name=name, device="cuda",
+            precision="fp32" if name == "fp32" else "bf16", store={"dir": str(store), "shard_size": 32},
         )  # fmt: skip
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -173,5 +171,7 @@ def test_deepspeed_zero2_on_cuda_bf16_resumes(corpus_file, tmp_path):
         if launch:
             assert "DeepSpeed ZeRO-2 over 1 processes" in " ".join((result.stderr + result.stdout).split())
         curves[name] = _losses(tmp_path / "runs" / name)
-    np.testing.assert_allclose(curves["zero2"], curves["plain"], rtol=1e-3)
+    print({name: [round(v, 4) for v in curve] for name, curve in curves.items()})
+    assert not np.allclose(curves["zero2"], curves["fp32"], rtol=1e-5)  # bf16 autocast did reach the engine
+    np.testing.assert_allclose(curves["zero2"], curves["plain"], rtol=1e-2)
     np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-5)

@@ -6,8 +6,9 @@ only it knows (the batch sizes of each stage), and every stage's trainable param
 `deepspeed.initialize` engine, which shards the optimizer states and gradients over the ranks.
 
 What jasper keeps for itself: the global batch (each rank embeds B/N rows, the losses see all B, as
-with DDP), mixed precision (jasper's `precision`, through autocast: the engine keeps float32 weights so
-the saved student is float32), and no gradient clipping unless the DeepSpeed config sets a number.
+with DDP), mixed precision (jasper's `precision: bf16` becomes the engine's `torch_autocast`: autocast
+over float32 weights, so the saved student is float32), and no gradient clipping unless the DeepSpeed
+config sets a number (DeepSpeed's own default clips at 1.0).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def _drop_auto(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def deepspeed_config(stage_name: str, batch_size: int, world: int, micro_batch_size: int | None) -> dict[str, Any]:
+def deepspeed_config(
+    stage_name: str, batch_size: int, world: int, micro_batch_size: int | None, bf16_autocast: bool = False
+) -> dict[str, Any]:
     """The DeepSpeed config for one stage, from the launcher's accelerate config plus the stage's batch."""
     try:
         import deepspeed  # noqa: F401
@@ -62,6 +65,8 @@ def deepspeed_config(stage_name: str, batch_size: int, world: int, micro_batch_s
             f"stage '{stage_name}': micro_batch_size (gradient caching) runs its own backward passes, which "
             "DeepSpeed's engine does not see: drop it, or launch without DeepSpeed (DDP supports it)"
         )
+    if config.get("gradient_clipping", "auto") == "auto":
+        config["gradient_clipping"] = 0.0  # DeepSpeed's default is 1.0; jasper's DDP path does not clip
     config = _drop_auto(config)
     config.update(
         train_batch_size=batch_size,
@@ -69,9 +74,12 @@ def deepspeed_config(stage_name: str, batch_size: int, world: int, micro_batch_s
         gradient_accumulation_steps=1,
         steps_per_print=2**31 - 1,
     )
-    # mixed precision stays jasper's (autocast over float32 weights), whatever accelerate's mixed_precision says
+    # mixed precision stays jasper's `precision` (autocast over float32 weights), whatever accelerate's
+    # mixed_precision says; the engine's forward switches off any autocast around it unless its own
+    # `torch_autocast` section is on, so jasper's bf16 goes there
     config["bf16"] = {"enabled": False}
     config["fp16"] = {"enabled": False}
+    config["torch_autocast"] = {"enabled": bf16_autocast, "dtype": "bfloat16"}
     return config
 
 

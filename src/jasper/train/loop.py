@@ -154,7 +154,8 @@ class StageRunner:
         model: torch.nn.Module = self.student
         self.engine = None
         if launched_with_deepspeed():
-            ds_config = deepspeed_config(stage.name, stage.batch_size, self.ranks.world, stage.micro_batch_size)
+            bf16 = self.config.precision == "bf16" and self.device.type == "cuda"
+            ds_config = deepspeed_config(stage.name, stage.batch_size, self.ranks.world, stage.micro_batch_size, bf16)
             self.engine = model = deepspeed_initialize(self.student, optimizer, ds_config)
             zero = ds_config.get("zero_optimization", {}).get("stage", 0)
             logger.info("stage '%s': DeepSpeed ZeRO-%d over %d processes", stage.name, zero, self.ranks.world)
