@@ -173,5 +173,5 @@ def test_deepspeed_zero2_on_cuda_bf16_resumes(corpus_file, tmp_path):
         curves[name] = _losses(tmp_path / "runs" / name)
     print({name: [round(v, 4) for v in curve] for name, curve in curves.items()})
     assert not np.allclose(curves["zero2"], curves["fp32"], rtol=1e-5)  # bf16 autocast did reach the engine
-    np.testing.assert_allclose(curves["zero2"], curves["plain"], rtol=1e-2)
+    np.testing.assert_allclose(curves["zero2"], curves["plain"], rtol=1e-4)
     np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-5)
