@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from jasper.config import TeacherConfig
+from jasper.teachers import cpu_fusion
 from jasper.teachers.fast_encode import pad, resolve_dtype, sorted_batches
 from jasper.teachers.sentence_transformers import SentenceTransformerTeacher
 
@@ -59,6 +60,8 @@ def test_fast_equals_sentence_transformers(request, folder, batch_size, max_toke
     assert got.shape == want.shape == (len(texts), 8)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert fast.fast.use_own_padding  # the own padding matched `preprocess` on the first batch
+    kinds = {type(m).__name__ for m in fast.model[0].modules()}
+    assert ("PackedLinear" in kinds) == cpu_fusion.available()  # float32 on CPU: oneDNN matmuls kept
     np.testing.assert_allclose(fast.encode(texts[5:9]), want[5:9], atol=1e-5)  # later calls, other sizes
 
 
@@ -68,6 +71,21 @@ def test_fast_falls_back_to_preprocess_when_tokenisation_differs(bert_st):
     want = SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st), engine="sentence-transformers"))
     np.testing.assert_allclose(teacher.encode(_texts()), want.encode(_texts()), atol=1e-5)
     assert not teacher.fast.use_own_padding
+
+
+@pytest.mark.skipif(not cpu_fusion.available(), reason="needs torch's oneDNN ops")
+def test_cpu_fusion_keeps_the_outputs_and_undoes(bert_st):
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(bert_st), device="cpu")
+    texts = _texts()
+    before = model.encode(texts, convert_to_numpy=True)
+    undo = cpu_fusion.fuse_linears(model[0])
+    packed = [m for m in model[0].modules() if isinstance(m, cpu_fusion.PackedLinear)]
+    assert len(packed) == 4 * 6 + 1 and sum(m.post == "gelu" for m in packed) == 4  # q k v o up down x 4, pooler
+    np.testing.assert_allclose(model.encode(texts, convert_to_numpy=True), before, atol=1e-6)
+    cpu_fusion.unfuse(undo)
+    assert not any(isinstance(m, cpu_fusion.PackedLinear) for m in model[0].modules())
 
 
 def test_sorted_batches_cover_every_row_once_longest_first():

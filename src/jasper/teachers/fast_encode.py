@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from jasper.teachers import cpu_fusion
+
 logger = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 1024  # texts per tokenizer call; chunks go to the tokenizer threads
@@ -89,6 +91,8 @@ class FastSentenceEncoder:
         self.extra: dict[str, Any] | None = None  # non-id tensors the module expects (set on the first batch)
         self.extra_other: dict[str, Any] = {}  # non-tensor entries of `preprocess` (e.g. the modality)
         self.use_own_padding = True
+        # float32 on CPU: packed oneDNN matmuls with the GELU fused, checked on the first batch
+        self.fusion_pending = device.type == "cpu" and dtype == torch.float32 and cpu_fusion.available()
         if dtype != torch.float32:
             model[0].to(dtype)
 
@@ -189,11 +193,29 @@ class FastSentenceEncoder:
         outputs: list[torch.Tensor] = []
         for features in self._produce(texts, ids, batches):
             moved = {k: _to(v, self.device) for k, v in features.items()}
+            if self.fusion_pending:
+                self._try_fusion(moved)
             outputs.append(self._forward(moved))  # stays on the device: no sync per batch
         vectors = torch.cat(outputs).float().cpu().numpy()
         result = np.empty_like(vectors)
         result[np.concatenate(batches)] = vectors
         return result
+
+    def _try_fusion(self, features: dict[str, Any]) -> None:
+        """Fuse the encoder's matmuls for the CPU, keeping the fusion only if this batch comes out the same."""
+        self.fusion_pending = False
+        reference = self._forward(features)
+        undo = cpu_fusion.fuse_linears(self.model[0])
+        try:
+            fused = self._forward(features)
+            same = torch.allclose(fused, reference, rtol=1e-4, atol=1e-5)
+        except RuntimeError as error:  # an op this build or layout does not support
+            logger.info("CPU fusion unavailable (%s): plain float32 matmuls", error)
+            same = False
+        if not same:
+            cpu_fusion.unfuse(undo)
+        elif undo:
+            logger.info("teacher encoder on CPU: %d matmuls packed for oneDNN, GELU fused", len(undo))
 
     def _forward(self, features: dict[str, Any]) -> torch.Tensor:
         out = self.model[0](features)
