@@ -215,7 +215,9 @@ class FastSentenceEncoder:
         if not same:
             cpu_fusion.unfuse(undo)
         elif undo:
-            logger.info("teacher encoder on CPU: %d matmuls packed for oneDNN, GELU fused", len(undo))
+            packed = [m for m in self.model[0].modules() if isinstance(m, cpu_fusion.PackedLinear)]
+            fused = sum(m.post == "gelu" for m in packed)
+            logger.info("teacher encoder on CPU: %d matmuls on packed weights, %d with GELU fused", len(packed), fused)
 
     def _forward(self, features: dict[str, Any]) -> torch.Tensor:
         out = self.model[0](features)
