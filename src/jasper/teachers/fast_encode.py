@@ -216,8 +216,8 @@ class FastSentenceEncoder:
             cpu_fusion.unfuse(undo)
         elif undo:
             packed = [m for m in self.model[0].modules() if isinstance(m, cpu_fusion.PackedLinear)]
-            fused = sum(m.post == "gelu" for m in packed)
-            logger.info("teacher encoder on CPU: %d matmuls on packed weights, %d with GELU fused", len(packed), fused)
+            with_gelu = sum(m.post == "gelu" for m in packed)
+            logger.info("teacher encoder on CPU: %d packed matmuls, %d with GELU fused", len(packed), with_gelu)
 
     def _forward(self, features: dict[str, Any]) -> torch.Tensor:
         out = self.model[0](features)
