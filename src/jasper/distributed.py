@@ -19,10 +19,12 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from jasper.runtime import pick_device
+
 
 @dataclass(frozen=True)
 class Ranks:
-    """This process's place among the training processes."""
+    """This process's place among the launched processes (teaching or training)."""
 
     rank: int = 0
     world: int = 1
@@ -51,6 +53,15 @@ def setup(device_type: str) -> Ranks:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=BARRIER_TIMEOUT)
     return Ranks(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def setup_device(name: str) -> tuple[torch.device, Ranks]:
+    """The run's device ('auto' resolved) and ranks; under several GPU processes each takes its LOCAL_RANK GPU."""
+    device = pick_device(name)
+    ranks = setup(device.type)
+    if ranks.active and device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+    return device, ranks
 
 
 def local_rows(rows: Sized, ranks: Ranks) -> slice:

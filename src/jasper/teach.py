@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from jasper.config import RunConfig
 from jasper.data.prepare import load_texts
 from jasper.data.store import TeacherStore, compute_teacher
-from jasper.distributed import setup as setup_ranks
-from jasper.runtime import pick_device
+from jasper.distributed import setup_device
 
 logger = logging.getLogger(__name__)
 
@@ -21,10 +18,7 @@ def teach(config: RunConfig) -> TeacherStore:
     by accelerate/torchrun) and open the store."""
     texts = load_texts(config)
     store_dir: Path = config.store_dir
-    device = pick_device(config.device)
-    ranks = setup_ranks(device.type)
-    if ranks.active and device.type == "cuda":
-        device = torch.device("cuda", ranks.local_rank)
+    device, ranks = setup_device(config.device)
     where = f" on {ranks.world} processes" if ranks.active else ""
     logger.info("corpus: %d texts; store: %s%s", len(texts), store_dir, where)
     for teacher in config.teachers:

@@ -145,7 +145,7 @@ def compute_teacher(
                 bar.update(len(part))
     barrier(ranks)
     if ranks.is_main:
-        _consolidate(teacher_dir, read_manifest(teacher_dir) or manifest, n_shards)
+        _consolidate(teacher_dir, manifest, n_shards)
     barrier(ranks)
     return teacher_dir
 

@@ -8,13 +8,9 @@ place, so this is only for a teacher's own copy of the model.
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 PACK_ROWS_HINT = 1024  # tokens per matmul the packing is tuned for (a batch of ~32 sentences)
 
@@ -27,7 +23,6 @@ class PackedLinear(nn.Module):
         weight = linear.weight.detach()
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
         self.bias = None if linear.bias is None else linear.bias.detach()
-        self.out_features = linear.out_features
         self.post = "gelu" if gelu else "none"
         self.algorithm = "none" if gelu else ""  # oneDNN's name for the erf (exact) GELU
 

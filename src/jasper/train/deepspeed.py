@@ -46,7 +46,7 @@ def deepspeed_config(
     except ImportError as error:
         raise ValueError(
             "launched with a DeepSpeed accelerate config, but deepspeed/accelerate are not installed: "
-            "pip install 'jasper-distill[deepspeed]'"
+            "pip install 'jasper-distill[distributed]'"
         ) from error
     config = copy.deepcopy(DeepSpeedPlugin().deepspeed_config)
     zero = config.get("zero_optimization", {}).get("stage", 0)

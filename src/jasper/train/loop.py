@@ -19,11 +19,10 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 from jasper.config import RunConfig, StageConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
-from jasper.distributed import Ranks, average_gradients, barrier, gather, local_rows
-from jasper.distributed import setup as setup_ranks
+from jasper.distributed import Ranks, average_gradients, barrier, gather, local_rows, setup_device
 from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
-from jasper.runtime import kill_point, pick_device, seed_everything
+from jasper.runtime import kill_point, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from jasper.train.deepspeed import deepspeed_config, launched_with_deepspeed
 from jasper.train.deepspeed import initialize as deepspeed_initialize
@@ -98,11 +97,14 @@ class StageRunner:
             state = TrainState(stage=index + 1, step=0, model=self.student.state_dict())
             self._save(state)
 
+    @property
+    def _bf16(self) -> bool:
+        """`precision: bf16` applies on CUDA only."""
+        return self.config.precision == "bf16" and self.device.type == "cuda"
+
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         """bf16 autocast on CUDA when `precision: bf16`, else nothing."""
-        if self.config.precision == "bf16" and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self._bf16 else contextlib.nullcontext()
 
     def _save(self, state: TrainState) -> None:
         if self.ranks.is_main:
@@ -154,8 +156,9 @@ class StageRunner:
         model: torch.nn.Module = self.student
         self.engine = None
         if launched_with_deepspeed():
-            bf16 = self.config.precision == "bf16" and self.device.type == "cuda"
-            ds_config = deepspeed_config(stage.name, stage.batch_size, self.ranks.world, stage.micro_batch_size, bf16)
+            ds_config = deepspeed_config(
+                stage.name, stage.batch_size, self.ranks.world, stage.micro_batch_size, self._bf16
+            )
             self.engine = model = deepspeed_initialize(self.student, optimizer, ds_config)
             zero = ds_config.get("zero_optimization", {}).get("stage", 0)
             logger.info("stage '%s': DeepSpeed ZeRO-%d over %d processes", stage.name, zero, self.ranks.world)
@@ -310,10 +313,7 @@ def train(config: RunConfig) -> Path:
             f"student FC1 has {fc1} dims but the teachers give {'+'.join(map(str, store.dims))}={store.dim}: "
             "set student.heads[0] to the teacher dim"
         )
-    device = pick_device(config.device)
-    ranks = setup_ranks(device.type)
-    if ranks.active and device.type == "cuda":
-        device = torch.device("cuda", ranks.local_rank)
+    device, ranks = setup_device(config.device)
     student = build_student(config.student).to(device)
     StageRunner(config, student, texts, store, ranks).run()
     if ranks.is_main:
