@@ -114,6 +114,16 @@ def test_dtype_choice():
     assert resolve_dtype("bfloat16", cpu, None) == torch.bfloat16
 
 
+def test_fast_engine_on_a_model_it_cannot_drive_is_an_error(bert_st, monkeypatch):
+    from jasper.teachers.fast_encode import FastSentenceEncoder
+
+    monkeypatch.setattr(FastSentenceEncoder, "supports", staticmethod(lambda model: False))
+    with pytest.raises(ValueError, match="engine 'fast' needs a text model with a fast tokenizer"):
+        SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st), engine="fast"))
+    auto = SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st)))  # auto falls back
+    assert auto.fast is None
+
+
 def test_unknown_engine_value_is_a_config_error():
     with pytest.raises(ValueError, match="engine"):
         TeacherConfig(name="t", model="m", engine="turbo")

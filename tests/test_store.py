@@ -147,3 +147,20 @@ def test_callable_workers_keep_order(tmp_path):
         tmp_path / "threads", TA.model_copy(update={"workers": 4, "batch_size": 7}), texts, "float32", 64
     )
     np.testing.assert_array_equal(np.load(serial / "vectors.npy"), np.load(threaded / "vectors.npy"))
+
+
+def test_joining_shards_refuses_missing_or_mixed_width_shards(tmp_path):
+    from jasper.data.store import _consolidate
+    from jasper.io import atomic_save_npy
+
+    manifest = {"teacher": "t", "rows": 6, "dim": None, "dtype": "float32"}
+    atomic_save_npy(tmp_path / "shard-00000.npy", np.ones((4, 8), np.float32))
+    with pytest.raises(StoreError, match=r"shards \['shard-00001.npy'\] are missing"):
+        _consolidate(tmp_path, manifest, n_shards=2)
+    atomic_save_npy(tmp_path / "shard-00001.npy", np.ones((2, 6), np.float32))  # another rank, another width
+    with pytest.raises(StoreError, match="output dim changed"):
+        _consolidate(tmp_path, manifest, n_shards=2)
+    atomic_save_npy(tmp_path / "shard-00001.npy", np.ones((2, 8), np.float32))
+    _consolidate(tmp_path, manifest, n_shards=2)
+    assert np.load(tmp_path / "vectors.npy").shape == (6, 8)
+    assert not list(tmp_path.glob("shard-*.npy"))
