@@ -74,3 +74,9 @@ def tiny_config_dict(model: Path, corpus: Path, out: Path, **extra: object) -> d
     }
     config.update(extra)
     return config
+
+
+@pytest.fixture(autouse=True)
+def _own_score_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own shared score cache (jasper's default lives under ~/.cache)."""
+    monkeypatch.setenv("JASPER_CACHE_DIR", str(tmp_path / "jasper-cache"))

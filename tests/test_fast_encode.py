@@ -136,3 +136,12 @@ def test_fast_half_precision_on_cuda(bert_st):
     full = SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st), engine="sentence-transformers"))
     assert half.fast is not None and half.fast.dtype == torch.float16
     np.testing.assert_allclose(half.encode(texts), full.encode(texts), atol=2e-3)
+
+
+@pytest.mark.parametrize("engine", ["fast", "sentence-transformers"])
+def test_progress_is_reported_batch_by_batch(bert_st, engine):
+    done: list[int] = []
+    teacher = SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st), batch_size=4, engine=engine))
+    teacher.encode(_texts(), on_rows=done.append)
+    assert sum(done) == len(_texts())
+    assert len(done) == (10 if engine == "fast" else 1)  # fast: every batch; plain: every 16 batches

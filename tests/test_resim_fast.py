@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from jasper.losses import DistillObjective
-from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
+from jasper.losses.resim import resim_loss, resim_loss_reference, teacher_pair_similarities
 from jasper.losses.resim_fast import resim_value_and_grad, teacher_groups
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -48,12 +48,24 @@ def test_parity_random(batch, margin, device, path):
 @pytest.mark.parametrize("batch", [3, 8, 21, 64])
 def test_parity_tie_heavy(batch, device, path):
     generator = torch.Generator().manual_seed(100 + batch)
-    # teacher rows drawn from 3 distinct vectors: most teacher pair similarities are exactly equal
+    # teacher rows drawn from 3 distinct vectors, each copy moved in its last bits (as a matmul kernel or
+    # another CPU would): the 6 distinct teacher pair similarities must stay 6 tie groups on any machine
     basis = torch.randn(3, 4, dtype=torch.float64, generator=generator)
     teacher = basis[torch.randint(0, 3, (batch,), generator=generator)]
+    teacher = teacher * (1 + 4e-16 * torch.randn(teacher.shape, dtype=torch.float64, generator=generator))
     student = torch.randn(batch, 6, dtype=torch.float64, generator=generator)
-    assert teacher_groups(pair_similarities(teacher)).unique().numel() <= 6
+    assert teacher_groups(teacher_pair_similarities(teacher.to(device))).unique().numel() <= 6
     _check(student, teacher, 0.015, device)
+
+
+def test_duplicate_teacher_rows_tie_to_the_last_bit():
+    # 0.9999999999999997 and 1.0 are the same cosine: a tie, not an ordered pair
+    row = torch.tensor([[0.3, -1.2, 2.5, 0.7]], dtype=torch.float64)
+    teacher = torch.cat([row, row * (1 + 2.2e-16), row * (1 - 2.2e-16), -row])
+    pairs = teacher_pair_similarities(teacher)  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    assert pairs[[0, 1, 3]].unique().tolist() == [1.0]
+    assert pairs[[2, 4, 5]].unique().tolist() == [-1.0]
+    assert teacher_groups(pairs).unique().numel() == 2
 
 
 def test_teacher_groups_is_a_dense_rank():

@@ -16,7 +16,8 @@ PACKAGED_MODELS = {
 
 
 def resolve_model(name: str) -> str:
-    """A path to load `name` from: the path itself, a packaged copy, or the hub id unchanged."""
+    """A path to load `name` from: the path itself, a packaged copy, the cached copy when the hub cannot be
+    reached, or the hub id unchanged (HubUnavailable when neither the hub nor the cache can serve it)."""
     if os.path.exists(name):
         return name
     packaged = PACKAGED_MODELS.get(name)
@@ -28,4 +29,6 @@ def resolve_model(name: str) -> str:
         path = str(Path(getattr(module, packaged[1])()))
         logger.info("using the packaged copy of %s at %s", name, path)
         return path
-    return name
+    from jasper.hub import require
+
+    return require(name, "model") or name  # one clear line, not minutes of retries, when the hub is out of reach

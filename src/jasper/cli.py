@@ -14,17 +14,21 @@ import typer
 from jasper.config import ConfigError, RunConfig, load_config, save_config
 from jasper.data.corpus import CorpusError
 from jasper.data.store import StoreError
+from jasper.hub import HubUnavailable
 from jasper.runtime import set_threads, setup_logging
 
 app = typer.Typer(
-    help="Distil several embedding models into one small student.", no_args_is_help=True, add_completion=False
+    help="Distil several embedding models into one small student.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 logger = logging.getLogger("jasper")
 
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. stages.0.steps=10")]  # noqa: UP045
 ConfigArg = Annotated[Path, typer.Argument(help="a YAML config, or a run folder holding config.yaml")]
 Command = TypeVar("Command", bound=Callable[..., Any])
-USER_ERRORS = (ConfigError, CorpusError, StoreError, ValueError, FileNotFoundError)
+USER_ERRORS = (ConfigError, CorpusError, StoreError, HubUnavailable, ValueError, FileNotFoundError)
 
 
 def _config(path: Path, overrides: list[str] | None, save: bool = True) -> RunConfig:
@@ -36,7 +40,8 @@ def _config(path: Path, overrides: list[str] | None, save: bool = True) -> RunCo
 
 
 def _guard(action: Command) -> Command:
-    """Turn bad input into one clear line and exit code 2 instead of a traceback."""
+    """Turn bad input into one clear line and exit code 2 instead of a traceback; Ctrl-C into exit code 130
+    (what was saved and where a rerun starts is logged where the work stopped)."""
     import functools
 
     @functools.wraps(action)
@@ -47,8 +52,28 @@ def _guard(action: Command) -> Command:
         except USER_ERRORS as error:
             typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.secho("interrupted: rerun the same command to resume from what was saved", err=True)
+            raise typer.Exit(130) from None
 
     return cast(Command, wrapper)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"jasper {version('jasper-distill')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Distil several embedding models into one small student."""
 
 
 @app.command()
@@ -70,7 +95,7 @@ def train(config: ConfigArg, overrides: Overrides = None) -> None:
     logger.info("student saved to %s", folder)
 
 
-def _evaluate(config: RunConfig, started: float) -> None:
+def _evaluate(config: RunConfig, started: float, title: str) -> None:
     from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim
     from jasper.eval.report import print_table, write_markdown, write_report
     from jasper.eval.runner import evaluate_run, scores_as_dicts
@@ -85,8 +110,9 @@ def _evaluate(config: RunConfig, started: float) -> None:
         plot_scores_by_dim(rows, run_dir / "plots" / "scores_by_dim.png"),
         plot_loss_parts(TrainLog(run_dir / "train_log.jsonl").read(), run_dir / "plots" / "loss_parts.png"),
     ]
-    write_markdown(run_dir / "report.md", f"jasper run '{config.name}'", rows, notes, [p for p in plots if p])
-    print_table(rows, notes, title=f"jasper run '{config.name}'")
+    write_markdown(run_dir / "report.md", title, rows, notes, [p for p in plots if p])
+    print_table(rows, notes, title=title)
+    logger.info("report: %s and %s", run_dir / "report.md", run_dir / "report.json")
 
 
 @app.command("eval")
@@ -94,26 +120,41 @@ def _evaluate(config: RunConfig, started: float) -> None:
 def evaluate(
     target: Annotated[Path, typer.Argument(help="a config, a run folder, or any sentence-transformers model")],
     overrides: Overrides = None,
-    stsb_dir: Annotated[str, typer.Option(help="STS-B folder, for a plain model")] = "../shared/data/stsb",
     mteb_tasks: Annotated[str | None, typer.Option("--mteb", help="MTEB task names, e.g. STSBenchmark,SciFact")] = None,
     mteb_dim: Annotated[Optional[list[int]], typer.Option(help="head dim for MTEB (repeatable); default FC1")] = None,  # noqa: UP045
     mteb_prompts: Annotated[str, typer.Option(help="'jasper' (Instruct/Query prompts) or 'none'")] = "jasper",
 ) -> None:
-    """Evaluate a run (every head, the initialisation, the teachers; writes report.json) or a plain model."""
+    """Evaluate a run (every head, the initialisation, the teachers) or a plain model; writes report.json/.md.
+
+    A plain model takes the overrides name=, output_dir= and eval.<key>= (its report goes to <output_dir>/<name>).
+    """
     if target.suffix in (".yaml", ".yml") or (target / "config.yaml").is_file():
         config = _config(target, overrides, save=False)
         if mteb_tasks:
             _evaluate_mteb(config, mteb_tasks.split(","), mteb_dim, mteb_prompts)
             return
-        _evaluate(config, time.perf_counter())
+        _evaluate(config, time.perf_counter(), f"jasper eval '{config.name}'")
         return
     if mteb_tasks:
         raise ValueError("--mteb needs a run (a config or run folder), not a plain model")
-    from jasper.eval.report import print_table
+    _evaluate_plain_model(str(target), overrides)
+
+
+def _evaluate_plain_model(model: str, overrides: list[str] | None) -> None:
+    from jasper.config import model_eval_config
+    from jasper.eval.report import print_table, write_markdown, write_report
     from jasper.eval.runner import evaluate_model, scores_as_dicts
 
-    scores, notes = evaluate_model(str(target), stsb_dir)
-    print_table(scores_as_dicts(scores), notes, title=f"jasper eval '{target}'")
+    started = time.perf_counter()
+    settings = model_eval_config(model, overrides)
+    scores, notes = evaluate_model(model, settings.eval)
+    rows = scores_as_dicts(scores)
+    folder = settings.run_dir
+    title = f"jasper eval '{model}'"
+    write_report(folder / "report.json", rows, time.perf_counter() - started, notes, model=model)
+    write_markdown(folder / "report.md", title, rows, notes, [])
+    print_table(rows, notes, title=title)
+    logger.info("report: %s and %s", folder / "report.md", folder / "report.json")
 
 
 def _evaluate_mteb(config: RunConfig, tasks: list[str], dims: list[int] | None, prompts: str) -> None:
@@ -170,13 +211,16 @@ def encode(
     out: Annotated[Path, typer.Option(help="where to write the .npy")],
     dim: Annotated[Optional[int], typer.Option(help="head dim; default FC1")] = None,  # noqa: UP045
     batch_size: int = 64,
+    truncate: Annotated[
+        bool, typer.Option(help="cut a plain model's vectors to --dim (only for Matryoshka-trained models)")
+    ] = False,
 ) -> None:
     """Embed a file of texts to a .npy file."""
     from jasper.data.corpus import read_corpus
     from jasper.encode import encode_texts
     from jasper.io import atomic_save_npy
 
-    vectors = encode_texts(model, read_corpus(input), dim, batch_size)
+    vectors = encode_texts(model, read_corpus(input), dim, batch_size, truncate)
     atomic_save_npy(out, vectors)
     logger.info("wrote %s %s", out, vectors.shape)
 
@@ -193,7 +237,7 @@ def run(config: ConfigArg, overrides: Overrides = None) -> None:
     run_teach(resolved)
     run_train(resolved)
     paths = _export(resolved, resolved.export.dims or resolved.student.heads, resolved.run_dir / "export")
-    _evaluate(resolved, started)
+    _evaluate(resolved, started, f"jasper run '{resolved.name}'")
     for path in paths:
         logger.info("sentence-transformers model: %s", path)
 

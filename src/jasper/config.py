@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -217,12 +218,55 @@ class RunConfig(_Strict):
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
+    """`key=value`: the value is taken verbatim for a text field, else read as YAML (`[1, 2]`, `1e-4`, `null`)."""
     if "=" not in item:
         raise ConfigError(f"override '{item}' is not of the form key=value")
     key, raw = item.split("=", 1)
     if not key:
         raise ConfigError(f"override '{item}' has an empty key")
-    return key.split("."), yaml.safe_load(raw) if raw else ""
+    path = key.split(".")
+    if _is_text(_annotation(path)) and raw not in ("null", "~"):
+        return path, raw  # `teachers.0.prompt=query: ` stays the string 'query: '
+    try:
+        return path, yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"override '{item}': the value is not valid YAML ({problem})") from None
+
+
+def _annotation(path: list[str]) -> Any:
+    """The type annotation of the config field at `path` (list indices skipped), or None if there is none."""
+    model: Any = RunConfig
+    annotation: Any = None
+    for part in path:
+        if part.isdigit():
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        model = _model_in(annotation)
+    return annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config model an annotation holds: itself, an element of a list, or a member of a union."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _is_text(annotation: Any) -> bool:
+    """str, str | None, or a Literal of strings: fields whose override values are never YAML."""
+    if annotation is str:
+        return True
+    if get_origin(annotation) is Literal:
+        return all(isinstance(a, str) for a in get_args(annotation))
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return get_origin(annotation) in (Union, types.UnionType) and len(args) == 1 and _is_text(args[0])
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
@@ -262,11 +306,7 @@ def _known_keys(loc: tuple[Any, ...]) -> list[str]:
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        model = _model_in(field.annotation) if field is not None else None
         if model is None:
             return []
     return list(model.model_fields)
@@ -282,6 +322,35 @@ def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> Ru
         _set_path(data, path, value)
     try:
         return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_explain(error)) from None
+
+
+class ModelEvalConfig(_Strict):
+    """`jasper eval MODEL` on a plain model: where its report goes, and the evaluation settings."""
+
+    name: str
+    output_dir: str = "runs"
+    eval: EvalConfig = EvalConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder the report is written to."""
+        return Path(self.output_dir) / self.name
+
+
+def model_eval_config(model: str, overrides: list[str] | None = None) -> ModelEvalConfig:
+    """The settings of a plain-model evaluation: `name`, `output_dir` and `eval.*` overrides, nothing else."""
+    data: dict[str, Any] = {"name": "eval-" + (Path(model.rstrip("/")).name or "model")}
+    for item in overrides or []:
+        path, value = _parse_override(item)
+        if path[0] not in ModelEvalConfig.model_fields:
+            raise ConfigError(
+                f"override '{item}' does not apply to a plain model: only name=, output_dir= and eval.<key>= do"
+            )
+        _set_path(data, path, value)
+    try:
+        return ModelEvalConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_explain(error)) from None
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from jasper.config import load_config
+
+logger = logging.getLogger(__name__)
+JASPER_EXPORT_META = "jasper_head.json"  # written by `jasper export` beside each head's modules
 
 
 def resolve_student_dir(target: str | Path) -> Path | None:
@@ -24,8 +29,15 @@ def resolve_student_dir(target: str | Path) -> Path | None:
     return None
 
 
-def encode_texts(target: str, texts: list[str], dim: int | None, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised vectors (N, dim) for `texts`; dim None = the FC1 head (or the model's own output)."""
+def encode_texts(
+    target: str, texts: list[str], dim: int | None, batch_size: int = 64, truncate: bool = False
+) -> np.ndarray:
+    """L2-normalised vectors (N, dim) for `texts`; dim None = the FC1 head (or the model's own output).
+
+    One rule for runs and model folders: `dim` must be a dim the model was trained to give (a head of a run;
+    a folder's own output dim, or a prefix head of a jasper export with head_mode prefix). `truncate=True`
+    cuts a plain model's vectors anyway, for models trained Matryoshka-style, with a warning.
+    """
     student_dir = resolve_student_dir(target)
     if student_dir is not None:
         from jasper.models.student import load_student
@@ -39,6 +51,33 @@ def encode_texts(target: str, texts: list[str], dim: int | None, batch_size: int
 
     from jasper.assets import resolve_model
 
-    model = SentenceTransformer(resolve_model(target), device="cpu", truncate_dim=dim)
+    model = SentenceTransformer(resolve_model(target), device="cpu")
+    own = int(model.get_sentence_embedding_dimension() or 0)
+    if dim is not None and dim != own:
+        _check_truncation(target, own, dim, truncate)
+        model.truncate_dim = dim
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
     return np.asarray(vectors, dtype=np.float32)
+
+
+def _check_truncation(target: str, own: int, dim: int, truncate: bool) -> None:
+    """Refuse a dim the model was not trained to give, unless asked to truncate (then warn)."""
+    if dim > own:
+        raise ValueError(f"'{target}' gives {own}-d vectors: --dim {dim} is larger")
+    meta_path = Path(target) / JASPER_EXPORT_META
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("head_mode") == "prefix" and meta.get("dim") == meta["heads"][0] and dim in meta["heads"]:
+            return  # a prefix of FC1 is exactly that head's output
+        raise ValueError(
+            f"'{target}' is jasper's {own}-d head; --dim {dim} would truncate it, and jasper's heads are "
+            f"independent, not prefixes: use the {dim}-d head's export (the run's heads: {meta['heads']})"
+            if dim in meta["heads"]
+            else f"'{target}' is jasper's {own}-d head and {dim} is no head of its run (heads: {meta['heads']})"
+        )
+    if not truncate:
+        raise ValueError(
+            f"'{target}' gives {own}-d vectors; --dim {dim} would cut them, which is only meaningful for a model "
+            "trained for it (Matryoshka): pass --truncate to cut anyway"
+        )
+    logger.warning("cutting %s's %d-d vectors to %d dims: right only for Matryoshka-trained models", target, own, dim)

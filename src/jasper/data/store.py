@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from jasper.config import TeacherConfig
 from jasper.data.corpus import texts_hash
 from jasper.distributed import Ranks, barrier
 from jasper.io import atomic_save_npy, atomic_write, atomic_write_json
+from jasper.progress import progress_bar
 from jasper.runtime import kill_point
 from jasper.teachers.base import Teacher
 
@@ -122,27 +122,34 @@ def compute_teacher(
     # a local model overlaps encoding with writing; a paid backend writes each shard before the next request,
     # so that a kill never loses rows already paid for
     local = config.backend == "sentence-transformers"
-    with (
-        tqdm(total=sum(rows.values()), desc=f"teacher {config.name}", unit="text", disable=not ranks.is_main) as bar,
-        ShardWriter(teacher_dir, dtype, background=local) as writer,
-    ):
-        bar.update(sum(rows[k] for k in mine if k not in todo))
-        for group in _groups(todo, max(1, GROUP_TEXTS // shard_size) if local else 1):
-            if teacher is None:
-                from jasper.teachers import build_teacher
+    done = sum(rows[k] for k in mine if k not in todo)
+    try:
+        with (
+            progress_bar(sum(rows.values()), f"teacher {config.name}", "text", done, not ranks.is_main) as bar,
+            ShardWriter(teacher_dir, dtype, background=local) as writer,
+        ):
+            for group in _groups(todo, max(1, GROUP_TEXTS // shard_size) if local else 1):
+                if teacher is None:
+                    from jasper.teachers import build_teacher
 
-                teacher = build_teacher(config, device)
-            start, stop = group[0] * shard_size, min(len(texts), (group[-1] + 1) * shard_size)
-            # encoding several shards at once lets the teacher sort a larger pool into length buckets
-            vectors = np.asarray(teacher.encode(texts[start:stop]), dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[0] != stop - start:
-                raise StoreError(f"teacher '{config.name}' returned shape {vectors.shape} for {stop - start} texts")
-            manifest = _check_dim(manifest, vectors, config.name, teacher_dir, ranks.is_main)
-            check_vectors(vectors, start, texts[start:stop], config.name)
-            for k in group:
-                part = vectors[k * shard_size - start : (k + 1) * shard_size - start]
-                writer.submit(k, _normalise(part))  # the device goes on with the next group meanwhile
-                bar.update(len(part))
+                    teacher = build_teacher(config, device)
+                start, stop = group[0] * shard_size, min(len(texts), (group[-1] + 1) * shard_size)
+                # encoding several shards at once lets the teacher sort a larger pool into length buckets
+                vectors = np.asarray(teacher.encode(texts[start:stop], on_rows=bar.update), dtype=np.float32)
+                if vectors.ndim != 2 or vectors.shape[0] != stop - start:
+                    raise StoreError(f"teacher '{config.name}' returned shape {vectors.shape} for {stop - start} texts")
+                manifest = _check_dim(manifest, vectors, config.name, teacher_dir, ranks.is_main)
+                check_vectors(vectors, start, texts[start:stop], config.name)
+                for k in group:
+                    part = vectors[k * shard_size - start : (k + 1) * shard_size - start]
+                    writer.submit(k, _normalise(part))  # the device goes on with the next group meanwhile
+    except KeyboardInterrupt:
+        stored = sum(_shard_path(teacher_dir, k).is_file() for k in mine)
+        logger.warning(
+            "teacher '%s' interrupted: %d of %d shards stored in %s; `jasper teach` computes only the other %d",
+            *(config.name, stored, len(mine), teacher_dir, len(mine) - stored),
+        )
+        raise
     barrier(ranks)
     if ranks.is_main:
         _consolidate(teacher_dir, manifest, n_shards)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,5 +40,10 @@ def print_comparison(rows: list[dict[str, Any]], name_a: str, name_b: str) -> st
         cells = [row["model"], str(row["dim"]), row["task"], _cell(row["a"]), _cell(row["b"]), _cell(delta)]
         table.add_row(*cells)
         lines.append("| " + " | ".join(cells) + " |")
-    Console(width=140).print(table)
-    return "\n".join(lines) + "\n"
+    markdown = "\n".join(lines) + "\n"
+    console = Console()
+    if console.is_terminal:
+        console.print(table)
+    else:
+        sys.stdout.write(f"{name_a} vs {name_b}\n\n{markdown}")
+    return markdown

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from jasper.eval.sts import read_sts
+from jasper.eval.sts import read_sts, stsb_split
 from jasper.eval.tasks import ClassificationTask, ClusteringTask, PairSimilarityTask, RetrievalTask, Task
 
 logger = logging.getLogger(__name__)
@@ -111,11 +111,12 @@ def offline_tasks(stsb_dir: str | None, run_dir: Path | None, extra_sts: list[st
     """Every offline task whose data is present, and notes for the ones skipped."""
     tasks: list[Task] = []
     notes: list[str] = []
-    sts_path = Path(stsb_dir) / "sts-test.csv" if stsb_dir else None
-    if sts_path is not None and sts_path.is_file():
-        tasks.append(sts_task("sts-b-test", sts_path))
+    pairs, origin = stsb_split("test", stsb_dir)
+    if pairs is not None:
+        tasks.append(PairSimilarityTask("sts-b-test", pairs.left, pairs.right, pairs.scores))
+        logger.info("STS-B test: %d pairs from %s", len(pairs.left), origin)
     else:
-        notes.append(f"STS-B skipped: no sts-test.csv under '{stsb_dir}'")
+        notes.append(origin)
     for path in extra_sts:
         tasks.append(sts_task(Path(path).stem, path))
     try:
@@ -131,8 +132,11 @@ def offline_tasks(stsb_dir: str | None, run_dir: Path | None, extra_sts: list[st
     posts, labels = newsgroup_posts(data)
     tasks.append(ClassificationTask("newsgroups-classification", posts, labels))
     tasks.append(ClusteringTask("newsgroups-clustering", posts, labels))
-    heldout = run_dir / "heldout_articles.json" if run_dir else None
-    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout and heldout.is_file() else None
+    if run_dir is None:
+        notes.append("derived retrieval skipped: it is built from a run's held-out Wikipedia articles (evaluate a run)")
+        return tasks, notes
+    heldout = run_dir / "heldout_articles.json"
+    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
     if retrieval is not None:
         tasks.append(retrieval)
     else:

@@ -43,6 +43,7 @@ def plot_scores_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
             axis.set_xlim(positions[0] - 1, positions[0] + 1)
         axis.set_title(task, fontsize=10)
         axis.set_xlabel("head dimension")
+        axis.set_ylabel("mean cosine to the teacher" if task == "teacher-cosine" else "score x 100")
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(tasks) :]:
         axis.axis("off")

@@ -11,16 +11,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from jasper.config import RunConfig, TeacherConfig
+from jasper.config import EvalConfig, RunConfig, TeacherConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
 from jasper.eval import metrics
-from jasper.eval.cache import ScoreCache
+from jasper.eval.cache import ScoreCache, shared_cache_path
 from jasper.eval.offline_tasks import offline_tasks
 from jasper.eval.tasks import Task
 from jasper.models.student import Student
+from jasper.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 COSINE_TASK = "teacher-cosine"
@@ -49,6 +49,7 @@ class Candidate:
     fingerprint: str
     dims: list[int]
     encode: Encoder
+    shared: bool = False  # the same model in every run (teacher, initialisation): scores go to the shared cache
     # text -> {dim: vector}: tasks sharing texts (newsgroups classification and clustering) embed them once
     memo: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
 
@@ -71,12 +72,13 @@ def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> l
 
 def _encode_all(candidate: Candidate, texts: list[str], task: str) -> dict[int, np.ndarray]:
     missing = list(dict.fromkeys(t for t in texts if t not in candidate.memo))
-    chunks = range(0, len(missing), ENCODE_CHUNK)
-    for start in tqdm(chunks, desc=f"{candidate.name} {task}", unit="chunk", leave=False):
-        batch = missing[start : start + ENCODE_CHUNK]
-        found = candidate.encode(batch)
-        for row, text in enumerate(batch):
-            candidate.memo[text] = {dim: vectors[row] for dim, vectors in found.items()}
+    with progress_bar(len(missing), f"{candidate.name} {task}", "text") as bar:
+        for start in range(0, len(missing), ENCODE_CHUNK):
+            batch = missing[start : start + ENCODE_CHUNK]
+            found = candidate.encode(batch)
+            for row, text in enumerate(batch):
+                candidate.memo[text] = {dim: vectors[row] for dim, vectors in found.items()}
+            bar.update(len(batch))
     return {d: metrics.normalize_rows(np.stack([candidate.memo[t][d] for t in texts])) for d in candidate.dims}
 
 
@@ -138,7 +140,7 @@ def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
 def _sentence_transformer_candidate(name: str, batch_size: int) -> Candidate:
     encoder = _sentence_transformer_encoder(name, batch_size)
     dim = next(iter(encoder(["dimension probe"])))
-    return Candidate(name, _key("model", [name, _mtime(name)]), [dim], encoder)
+    return Candidate(name, _key("model", [name, _stat_fingerprint(name)]), [dim], encoder, shared=True)
 
 
 def _folder_fingerprint(folder: Path) -> str:
@@ -147,6 +149,27 @@ def _folder_fingerprint(folder: Path) -> str:
         digest.update(str(path.relative_to(folder)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _stat_fingerprint(name: str) -> str:
+    """For a local file or folder: every file's path, size and mtime (cheap, changes on any rewrite); a hub id or
+    `module:function` is its own fingerprint."""
+    path = Path(name)
+    if not path.exists():
+        return ""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = [(str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, p.stat().st_mtime) for p in files]
+    return hashlib.sha256(json.dumps(stats).encode()).hexdigest()[:16]
+
+
+# teacher settings that change its vectors (not its name, batch size or workers)
+TEACHER_IDENTITY = ("backend", "model", "prompt", "max_length", "trust_remote_code", "dtype", "dimensions")
+
+
+def teacher_fingerprint(teacher: TeacherConfig) -> str:
+    """The same teacher in any run gets the same key in the shared score cache."""
+    identity = teacher.model_dump(include=set(TEACHER_IDENTITY))
+    return _key("teacher", [identity, _stat_fingerprint(teacher.model)])
 
 
 def _key(kind: str, data: object) -> str:
@@ -171,23 +194,19 @@ def run_candidates(config: RunConfig, store: TeacherStore, student: Student, stu
         found.append(
             Candidate(
                 "init",
-                _key("init", init_config),
+                _key("init", [init_config, _stat_fingerprint(config.student.model)]),
                 [student.hidden_size],
                 _lazy(lambda: _student_encoder(build_student(config.student), [None], batch)),
+                shared=True,
             )
         )
     if config.eval.teachers:
         for teacher, dim in zip(config.teachers, store.dims, strict=True):
             encoder = _lazy(lambda t=teacher, d=dim: _teacher_encoder(t, d))  # type: ignore[misc]
-            found.append(Candidate(teacher.name, _key("teacher", teacher.model_dump()), [dim], encoder))
+            found.append(Candidate(teacher.name, teacher_fingerprint(teacher), [dim], encoder, shared=True))
     for name in config.eval.models:
         found.append(_sentence_transformer_candidate(name, batch))
     return found
-
-
-def _mtime(name: str) -> float:
-    path = Path(name)
-    return path.stat().st_mtime if path.exists() else 0.0
 
 
 def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[list[Score], list[str]]:
@@ -200,13 +219,13 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
     store = TeacherStore(config.store_dir, config.teachers, texts)
     tasks, notes = offline_tasks(config.eval.stsb_dir, config.run_dir, list(config.eval.sts_files))
     student = load_student(student_dir)
-    cache = ScoreCache(config.run_dir / "eval_cache.json")
+    run_cache, shared_cache = ScoreCache(config.run_dir / "eval_cache.json"), ScoreCache(shared_cache_path())
     scores: list[Score] = []
     target = store.vectors(held).numpy()
     held_texts = [texts[int(i)] for i in held]
     for candidate in run_candidates(config, store, student, student_dir):
         logger.info("evaluating %s", candidate.name)
-        scores += task_scores(candidate, tasks, cache)
+        scores += task_scores(candidate, tasks, shared_cache if candidate.shared else run_cache)
         if len(held) < 2:
             continue
         if candidate.name in store.names:
@@ -221,10 +240,11 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
     return scores, notes
 
 
-def evaluate_model(name: str, stsb_dir: str | None, batch_size: int = 64) -> tuple[list[Score], list[str]]:
+def evaluate_model(name: str, settings: EvalConfig) -> tuple[list[Score], list[str]]:
     """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head."""
-    tasks, notes = offline_tasks(stsb_dir, None, [])
-    return task_scores(_sentence_transformer_candidate(name, batch_size), tasks, ScoreCache(None)), notes
+    tasks, notes = offline_tasks(settings.stsb_dir, None, list(settings.sts_files))
+    candidate = _sentence_transformer_candidate(name, settings.batch_size)
+    return task_scores(candidate, tasks, ScoreCache(shared_cache_path())), notes
 
 
 def scores_as_dicts(scores: list[Score]) -> list[dict[str, object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -10,7 +11,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from jasper.encode import JASPER_EXPORT_META
 from jasper.models.student import Student
+from jasper.runtime import quiet_transformers
+
+ST_FLOOR = "6.0"  # the oldest sentence-transformers whose module paths the saved modules.json names
 
 
 def export_head(student: Student, dim: int, out: Path) -> Path:
@@ -22,7 +27,7 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
         raise ValueError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
     out = Path(out)
     weight, bias = student.head_weight(dim)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, quiet_transformers():
         student.backbone.save_pretrained(scratch)
         student.tokenizer.save_pretrained(scratch)
         transformer = Transformer(scratch, max_seq_length=student.max_length)
@@ -39,10 +44,42 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save(str(tmp))
+    _write_jasper_notes(tmp, student, dim)
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
     return out
+
+
+def _write_jasper_notes(folder: Path, student: Student, dim: int) -> None:
+    """`jasper_head.json` (which head of which heads) and a section of the model card on loading it."""
+    from importlib.metadata import version
+
+    meta = {"dim": dim, "heads": student.head_dims, "head_mode": student.head_mode, "jasper": version("jasper-distill")}
+    (folder / JASPER_EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    kind = (
+        "FC1, the head fitted to the teachers' concatenated vectors" if dim == student.head_dims[0] else "a short head"
+    )
+    card = folder / "README.md"
+    text = card.read_text(encoding="utf-8") if card.is_file() else ""
+    card.write_text(
+        text
+        + f"""
+## Distilled with jasper
+
+The {dim}-d head ({kind}) of a jasper student with heads {student.head_dims} ({student.head_mode}).
+Loading it needs **sentence-transformers >= {ST_FLOOR}**: `modules.json` names the module classes by their
+6.x paths (`sentence_transformers.base.modules...`), which older releases lack.
+
+```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("path/to/this/folder")
+vectors = model.encode(["a sentence"])  # ({dim},) per text, L2-normalised
+```
+""",
+        encoding="utf-8",
+    )
 
 
 @torch.no_grad()

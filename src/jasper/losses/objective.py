@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from jasper.losses.cosine import cosine_loss
-from jasper.losses.resim import pair_similarities, resim_loss, resim_loss_reference
+from jasper.losses.resim import resim_loss, resim_loss_reference, teacher_pair_similarities
 from jasper.losses.resim_fast import MIN_MARGIN, TeacherSide, teacher_side
 from jasper.losses.similarity import similarity_loss
 
@@ -48,7 +48,7 @@ class DistillObjective:
         total = teacher.new_zeros(())
         side = None
         if self.resim_impl == "fast" and self.margin >= MIN_MARGIN and any("resim" in losses[d] for d in heads):
-            side = teacher_side(pair_similarities(teacher.detach()))  # once for all heads
+            side = teacher_side(teacher_pair_similarities(teacher))  # once for all heads
         for dim, vectors in heads.items():
             for name, value in self.head_parts(vectors, teacher, losses[dim], side).items():
                 out[f"{name}@{dim}"] = value

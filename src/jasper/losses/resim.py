@@ -6,6 +6,8 @@ pair-of-pair comparisons, P = C(B, 2).
 
 `resim_loss` uses the exact O(P log^2 P) implementation of `resim_fast` (margin > 0);
 `resim_loss_reference` is the plain P x P version the paper's authors wrote, kept as the reference.
+Both compare the teacher's similarities at float32 precision (`teacher_pair_similarities`), so a tie is a
+tie on every CPU and GPU.
 """
 
 from __future__ import annotations
@@ -30,10 +32,20 @@ def pair_similarities(vectors: torch.Tensor) -> torch.Tensor:
     return sims.reshape(-1)[_upper_triangle(sims.shape[0], sims.device)]
 
 
+def teacher_pair_similarities(teacher: torch.Tensor) -> torch.Tensor:
+    """The teacher's pair similarities as the ranking loss compares them. (B, D) -> (P,) float32
+
+    Computed in float64 and rounded to float32: pairs that are equal up to rounding (duplicate rows, whose
+    cosines a matmul may give as 1.0 and 0.9999999999999997 depending on the CPU's kernels) become exact
+    ties on every machine, and ties do not count as ordered.
+    """
+    return pair_similarities(teacher.detach().to(torch.float64)).to(torch.float32)
+
+
 def resim_loss_reference(student: torch.Tensor, teacher: torch.Tensor, margin: float = 0.015) -> torch.Tensor:
     """The plain P x P implementation, as the paper's authors wrote it. (B, Ds), (B, Dt) -> ()"""
     s = pair_similarities(student)
-    t = pair_similarities(teacher.detach())
+    t = teacher_pair_similarities(teacher)
     n_pairs = s.shape[0]
     if n_pairs < 2:
         return s.sum() * 0.0
@@ -54,5 +66,5 @@ def resim_loss(
     if margin < MIN_MARGIN:
         return resim_loss_reference(student, teacher, margin)
     if side is None:
-        side = teacher_side(pair_similarities(teacher.detach()))
+        side = teacher_side(teacher_pair_similarities(teacher))
     return resim_from_pairs(pair_similarities(student), side, margin)

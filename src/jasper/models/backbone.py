@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 from pathlib import Path
 from typing import Any, cast
 
 from torch import nn
 
 from jasper.assets import resolve_model
+from jasper.runtime import quiet_transformers
+
+logger = logging.getLogger(__name__)
 
 # where encoder families keep their stack of layers
 LAYER_PATHS = ("encoder.layer", "layers", "model.layers", "transformer.layer", "h", "encoder.layers")
@@ -66,11 +71,34 @@ def load_backbone(name: str, keep: list[int] | None = None, trust_remote_code: b
 
     path = transformer_path(name)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with quiet_transformers():
+        model, info = AutoModel.from_pretrained(path, trust_remote_code=trust_remote_code, output_loading_info=True)
+    _report_loading(path, info)
     if getattr(model, "pooler", None) is not None:
         model.pooler = None  # unused by mean pooling; frozen-but-unused params upset DDP
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
     if keep is not None:
+        n_layers = len(layer_list(model)[1])
         keep_layers(model, keep)
+        _say_cut_once(name, tuple(keep), n_layers)
     return model, tokenizer
+
+
+@functools.cache
+def _say_cut_once(name: str, keep: tuple[int, ...], n_layers: int) -> None:
+    logger.info("student: layers %s of %s's %d kept; the rest and the pooler are unused", list(keep), name, n_layers)
+
+
+def _unused(key: str) -> bool:
+    """Weights mean pooling never reads: the pooler (a saved student drops it), and layers cut away."""
+    return key.startswith(("pooler.", "model.pooler."))
+
+
+def _report_loading(path: str, info: dict[str, Any]) -> None:
+    """Warn about missing or unexpected weights, except those of the unused pooler."""
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        keys = sorted(str(k) for k in info.get(kind) or [] if not _unused(str(k[0] if isinstance(k, tuple) else k)))
+        if keys:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            logger.warning("loading '%s': %d %s: %s", path, len(keys), kind.replace("_", " "), shown)

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from jasper.config import StudentConfig
 from jasper.models.backbone import load_backbone
+from jasper.progress import progress_bar
+from jasper.runtime import quiet_transformers
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -111,15 +112,17 @@ class Student(nn.Module):
         self.eval()
         order = np.argsort([-len(t) for t in texts])  # length-sorted batches pad less
         chunks: dict[int | None, list[torch.Tensor]] = {d: [] for d in dims}
-        starts = range(0, len(texts), batch_size)
-        for start in tqdm(starts, desc="encode", disable=not progress, unit="batch"):
+        bar = progress_bar(len(texts), "encode", "text", disable=not progress)
+        for start in range(0, len(texts), batch_size):
             batch = [texts[i] for i in order[start : start + batch_size]]
+            bar.update(len(batch))
             pooled = self.pooled(self.tokenize(batch))
             heads = self.project(pooled, [d for d in dims if d is not None])
             for dim in dims:
                 vectors = pooled if dim is None else heads[dim]
                 vectors = vectors.float()
                 chunks[dim].append((nn.functional.normalize(vectors, dim=-1) if normalize else vectors).cpu())
+        bar.close()
         self.train(was_training)
         inverse = np.argsort(order)
         return {d: torch.cat(c).numpy()[inverse] if c else np.zeros((0, 0), np.float32) for d, c in chunks.items()}
@@ -146,7 +149,8 @@ def save_student(student: Student, folder: Path) -> None:
     """Save backbone + tokenizer (HF format) and the heads, so `load_student` needs nothing else."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    student.backbone.save_pretrained(folder / "backbone")
+    with quiet_transformers():
+        student.backbone.save_pretrained(folder / "backbone")
     student.tokenizer.save_pretrained(folder / "backbone")
     heads = {name: p.detach().cpu().contiguous() for name, p in student.heads.state_dict().items()}
     save_file(heads, str(folder / "heads.safetensors"))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import TeacherConfig
-from jasper.teachers.base import encode_in_batches
+from jasper.teachers.base import RowsDone, encode_in_batches
 
 
 def load_callable(spec: str) -> Callable[[list[str]], Any]:
@@ -38,9 +38,9 @@ class CallableTeacher:
         self.config = config
         self.function = load_callable(config.model)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], on_rows: RowsDone | None = None) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32; `workers` batches run concurrently."""
-        return encode_in_batches(texts, self.config, self._call)
+        return encode_in_batches(texts, self.config, self._call, on_rows)
 
     def _call(self, batch: list[str]) -> np.ndarray:
         vectors = np.asarray(self.function(batch), dtype=np.float32)

@@ -14,7 +14,7 @@ import copy
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -181,8 +181,8 @@ class FastSentenceEncoder:
                     thread.join(0.01)
 
     @torch.inference_mode()
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors for `texts` in their original order, float32 (n, dim)."""
+    def encode(self, texts: list[str], on_rows: Callable[[int], object] | None = None) -> np.ndarray:
+        """Vectors for `texts` in their original order, float32 (n, dim); `on_rows(n)` after each batch."""
         if not texts:
             return np.zeros((0, 0), np.float32)
         ids = self._tokenize(texts)
@@ -191,11 +191,13 @@ class FastSentenceEncoder:
         if self.extra is None:
             self._check_first_batch([texts[i] for i in batches[0]], [ids[i] for i in batches[0]])
         outputs: list[torch.Tensor] = []
-        for features in self._produce(texts, ids, batches):
+        for features, batch in zip(self._produce(texts, ids, batches), batches, strict=False):
             moved = {k: _to(v, self.device) for k, v in features.items()}
             if self.fusion_pending:
                 self._try_fusion(moved)
             outputs.append(self._forward(moved))  # stays on the device: no sync per batch
+            if on_rows is not None:
+                on_rows(len(batch))  # counts batches handed to the device; on a CPU they are done
         vectors = torch.cat(outputs).float().cpu().numpy()
         result = np.empty_like(vectors)
         result[np.concatenate(batches)] = vectors

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import TeacherConfig
-from jasper.teachers.base import encode_in_batches
+from jasper.teachers.base import RowsDone, encode_in_batches
 
 logger = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -48,9 +48,9 @@ class OpenAIEmbeddingsTeacher:
         self._lock = threading.Lock()
         self._next_request = 0.0
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], on_rows: RowsDone | None = None) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32; `workers` requests may be in flight."""
-        return encode_in_batches(texts, self.config, self._embed)
+        return encode_in_batches(texts, self.config, self._embed, on_rows)
 
     def _wait_for_rate_limit(self) -> None:
         if not self.config.requests_per_minute:

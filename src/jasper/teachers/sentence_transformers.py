@@ -9,8 +9,10 @@ import torch
 
 from jasper.assets import resolve_model
 from jasper.config import TeacherConfig
+from jasper.teachers.base import RowsDone
 
 logger = logging.getLogger(__name__)
+ST_CHUNK_BATCHES = 16  # engine sentence-transformers: batches per `SentenceTransformer.encode` call
 
 
 class SentenceTransformerTeacher:
@@ -45,15 +47,20 @@ class SentenceTransformerTeacher:
             self.model.to(dtype)
         logger.info("teacher '%s': %s engine, %s", config.name, "fast" if self.fast else "sentence-transformers", dtype)
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Vectors for `texts`, shape (len(texts), dim), float32."""
+    def encode(self, texts: list[str], on_rows: RowsDone | None = None) -> np.ndarray:
+        """Vectors for `texts`, shape (len(texts), dim), float32; `on_rows(n)` after each batch."""
         prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
         if self.fast is not None:
-            return self.fast.encode(prompted)
-        vectors = self.model.encode(
-            prompted, batch_size=self.config.batch_size, convert_to_numpy=True, show_progress_bar=False
-        )
-        return np.asarray(vectors, dtype=np.float32)
+            return self.fast.encode(prompted, on_rows)
+        size = self.config.batch_size
+        chunk = size * ST_CHUNK_BATCHES
+        parts = []
+        for start in range(0, len(prompted), chunk):  # chunks: progress shows, and each still sorts by length
+            batch = prompted[start : start + chunk]
+            parts.append(self.model.encode(batch, batch_size=size, convert_to_numpy=True, show_progress_bar=False))
+            if on_rows is not None:
+                on_rows(len(batch))
+        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, 0), np.float32)
 
 
 def _checkpoint_dtype(model: object) -> torch.dtype | None:

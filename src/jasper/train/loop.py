@@ -7,13 +7,13 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
 from jasper.config import RunConfig, StageConfig
@@ -22,6 +22,7 @@ from jasper.data.store import TeacherStore
 from jasper.distributed import Ranks, average_gradients, barrier, gather, local_rows, setup_device
 from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
+from jasper.progress import progress_bar
 from jasper.runtime import kill_point, seed_everything
 from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from jasper.train.deepspeed import deepspeed_config, launched_with_deepspeed
@@ -77,11 +78,36 @@ class StageRunner:
         self.steps_this_process = 0
         self.ranks = ranks or Ranks()
         self._pooled: np.ndarray | None = None
+        self.position = (0, 0)  # (stage index, optimizer steps done in it)
+        self.saved: tuple[int, int] | None = None  # where the last checkpoint stands
 
     def run(self) -> None:
         """Train every stage not yet finished, resuming the interrupted one."""
+        try:
+            self._run()
+        except KeyboardInterrupt:
+            if self.ranks.is_main:
+                logger.warning(self._interrupted())
+            raise
+
+    def _interrupted(self) -> str:
+        """What Ctrl-C leaves behind, and where `jasper train` starts again."""
+        index, step = self.position
+        stage = self.config.stages[min(index, len(self.config.stages) - 1)]
+        here = f"training interrupted in stage {index + 1} '{stage.name}' after step {step}"
+        if self.saved is None:
+            return f"{here}; no checkpoint was written yet: `jasper train` starts again from the beginning"
+        saved_index, saved_step = self.saved
+        lost = step - saved_step if saved_index == index else step
+        return (
+            f"{here}; the checkpoint {self.checkpoint_path} holds stage {saved_index + 1} step {saved_step}: "
+            f"`jasper train` resumes there ({lost} step(s) to repeat)"
+        )
+
+    def _run(self) -> None:
         state = load_checkpoint(self.checkpoint_path) or TrainState()
         if state.model:
+            self.saved = self.position = (state.stage, state.step)
             self.student.load_state_dict(state.model)
             logger.info("resuming at stage %d step %d", state.stage + 1, state.step)
         elif self.config.student.head_init == "ridge":
@@ -109,6 +135,7 @@ class StageRunner:
     def _save(self, state: TrainState) -> None:
         if self.ranks.is_main:
             save_checkpoint(self.checkpoint_path, state)
+            self.saved = (state.stage, state.step)
             # DeepSpeed shards of older checkpoints go once the new one is in place
             for old in self.deepspeed_dir.glob("stage*-step*"):
                 if old.name != state.deepspeed_tag:
@@ -184,7 +211,8 @@ class StageRunner:
         logger.info(
             "stage %d '%s': %d steps, %s trainable parameters", index + 1, stage.name, total, f"{n_trainable:,}"
         )
-        bar = tqdm(total=total, initial=start, desc=f"{stage.name}", unit="step", disable=not self.ranks.is_main)
+        bar = progress_bar(total, stage.name, "step", start, not self.ranks.is_main)
+        self.position = (index, start)
         for step in range(start, total):
             began = time.perf_counter()
             rows = batch_rows(self.train_rows, index, step, stage.batch_size, self.config.seed)
@@ -195,6 +223,7 @@ class StageRunner:
             record["seconds"] = time.perf_counter() - began
             if self.ranks.is_main:
                 self.log.write(record)
+            self.position = (index, step + 1)
             bar.update(1)
             bar.set_postfix(loss=f"{record['loss']:.4f}")
             if (step + 1) % stage.checkpoint_every == 0 and step + 1 < total:
@@ -211,6 +240,7 @@ class StageRunner:
                 self._save(state)
             self.steps_this_process += 1
             kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
+            kill_point("JASPER_INTERRUPT_AFTER_STEPS", self.steps_this_process, signal.SIGINT)
         bar.close()
         if self.engine is not None:
             self.engine.destroy()  # its gradient hooks must not outlive the stage
