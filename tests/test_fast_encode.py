@@ -19,7 +19,7 @@ import helpers
 
 def _st_folder(model_dir: Path, out: Path, pooling: str, left: bool = False) -> Path:
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
     transformer = Transformer(str(model_dir), max_seq_length=12)
     if left:

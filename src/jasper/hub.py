@@ -14,6 +14,10 @@ PROBE_TIMEOUT_S = 5.0
 class HubUnavailable(ValueError):
     """Something must come from the hub and cannot: no network, or HF_HUB_OFFLINE=1 without a cached copy."""
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message  # the cause alone, for callers that word their own advice
+
 
 def offline_mode() -> bool:
     """Whether HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set."""
@@ -71,7 +75,8 @@ def require(repo_id: str, what: str, repo_type: str = "model", filename: str | N
         if cached is None:
             raise HubUnavailable(
                 f"{what} '{repo_id}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 is set: "
-                "give a local folder, or fetch it once online"
+                "give a local folder, or fetch it once online",
+                "HF_HUB_OFFLINE=1 is set and the Hugging Face cache holds no copy",
             )
         return cached
     if hub_reachable():
@@ -79,7 +84,8 @@ def require(repo_id: str, what: str, repo_type: str = "model", filename: str | N
     if cached is None:
         raise HubUnavailable(
             f"cannot reach the Hugging Face hub to fetch {what} '{repo_id}' (no network): give a local folder, "
-            "or set HF_HUB_OFFLINE=1 to use what your Hugging Face cache holds"
+            "or set HF_HUB_OFFLINE=1 to use what your Hugging Face cache holds",
+            "the Hugging Face hub cannot be reached (no network)",
         )
     logger.info("the Hugging Face hub is unreachable: using the cached copy of '%s' (offline from now on)", repo_id)
     _go_offline()

@@ -72,8 +72,8 @@ def stsb_split(split: str, stsb_dir: str | None) -> tuple[StsPairs | None, str]:
         path = dataset_file(STSB_HUB_DATASET, hub_name)
     except HubUnavailable as error:
         return None, (
-            f"STS-B {split} skipped: no {local_name} under '{stsb_dir}', and {error}. "
-            f"Set eval.stsb_dir to a folder with the original files ({STSB_URL}), "
+            f"STS-B {split} skipped: no {local_name} under '{stsb_dir}', and {error.reason}. "
+            f"Set eval.stsb_dir to a folder with the original STS-B files ({STSB_URL}), "
             f"or run once online to cache '{STSB_HUB_DATASET}'"
         )
     return read_sts_jsonl(path), f"hf://datasets/{STSB_HUB_DATASET}/{hub_name}"

@@ -21,7 +21,7 @@ ST_FLOOR = "6.0"  # the oldest sentence-transformers whose module paths the save
 def export_head(student: Student, dim: int, out: Path) -> Path:
     """Write `out` so that `SentenceTransformer(out)` gives the student's `dim`-d vectors, no custom code."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
     if dim not in student.head_dims:
         raise ValueError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
