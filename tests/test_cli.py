@@ -185,3 +185,15 @@ def test_unreachable_hub_fails_fast_in_one_line(tmp_path):
     assert "Traceback" not in online.stderr and len(online.stderr.strip().splitlines()) <= 2
     offline = _jasper("eval", "someone/no-such-model", env={**env, "HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 2 and "not in the local Hugging Face cache" in offline.stderr
+
+
+def test_gpu_config_refuses_clearly_on_a_cpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    root = TESTS.parent
+    result = _jasper("run", str(root / "configs" / "wiki_gpu.yaml"), f"output_dir={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "asks for device 'cuda'" in result.stderr and "no CUDA GPU" in result.stderr
+    assert not (tmp_path / "wiki-gpu" / "teachers").exists()  # stopped before any work

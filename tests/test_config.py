@@ -110,3 +110,12 @@ def test_plain_model_eval_takes_only_its_own_overrides():
         model_eval_config("m", ["foo=1"])
     with pytest.raises(ConfigError, match="unknown key 'eval.colour'"):
         model_eval_config("m", ["eval.colour=red"])
+
+
+def test_cuda_config_refuses_clearly_without_a_gpu(monkeypatch):
+    from jasper.runtime import pick_device
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ValueError, match="asks for device 'cuda'.*no CUDA GPU"):
+        pick_device("cuda")
+    assert str(pick_device("auto")) == "cpu"

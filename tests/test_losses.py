@@ -94,3 +94,22 @@ def test_objective_weights_and_named_parts():
 def test_cosine_loss_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="equal shapes"):
         cosine_loss(torch.randn(3, 4), torch.randn(3, 5))
+
+
+def test_self_distillation_targets_the_student_fc1_detached():
+    torch.manual_seed(2)
+    fc1 = torch.randn(6, 8, requires_grad=True)
+    short = torch.randn(6, 3, requires_grad=True)
+    teacher = torch.randn(6, 8)
+    losses = {8: ["cosine", "similarity", "resim"], 3: ["similarity", "resim"]}
+    objective = DistillObjective()
+    parts = objective({8: fc1, 3: short}, teacher, losses, targets={3: fc1.detach()})
+    own = objective.head_parts(short, fc1.detach(), losses[3])
+    torch.testing.assert_close(parts["similarity@3"], own["similarity"])
+    torch.testing.assert_close(parts["resim@3"], own["resim"])
+    assert not torch.allclose(parts["similarity@3"], objective.head_parts(short, teacher, losses[3])["similarity"])
+    # FC1's gradient comes from its own losses only: the short head's target is a constant
+    fc1_only = objective({8: fc1}, teacher, {8: losses[8]})["loss"]
+    torch.testing.assert_close(
+        torch.autograd.grad(parts["loss"], fc1, retain_graph=True)[0], torch.autograd.grad(fc1_only, fc1)[0]
+    )

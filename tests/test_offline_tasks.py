@@ -30,3 +30,17 @@ def test_offline_tasks_load_with_expected_sizes(tmp_path):
 def test_no_heldout_articles_is_a_note(tmp_path):
     _, notes = offline_tasks(None, tmp_path, [])
     assert any("derived retrieval skipped" in n for n in notes)
+
+
+def test_heldout_retrieval_file_becomes_the_derived_task(tmp_path):
+    data = {
+        "queries": ["q one", "q two"],
+        "passages": ["a", "b", "c"],
+        "relevant": [[0, 1], [2]],
+        "articles": ["1", "2"],
+    }
+    (tmp_path / "heldout_retrieval.json").write_text(json.dumps(data))
+    tasks, notes = offline_tasks(None, tmp_path, [])
+    retrieval = next(t for t in tasks if t.name == "wiki-retrieval-derived")
+    assert retrieval.queries == ["q one", "q two"] and retrieval.relevant == [{0, 1}, {2}]
+    assert not any("derived retrieval skipped" in n for n in notes)

@@ -46,3 +46,17 @@ def test_paper_stages_on_tiny_qwen2(tiny_qwen2, tmp_path):
     assert [r["stage"] for r in log] == ["stage1"] * 2 + ["stage2"] * 2 + ["stage3"] * 2
     assert set(log[0]) >= {"cosine@12288", "similarity@12288", "resim@12288"}
     assert "resim@256" in log[-1] and "cosine@256" not in log[-1]
+
+
+def test_self_distilled_short_heads_train_without_fc1_losses(tiny_bert, corpus_file, tmp_path):
+    from jasper.config import build_config
+
+    from conftest import tiny_config_dict
+
+    data = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")
+    data["stages"] = [{"name": "short", "train": "all", "heads": [6, 3], "lr": 1e-3, "batch_size": 8, "steps": 2}]
+    config = build_config(data, ["loss.short_head_target=self"])
+    teach(config)
+    train(config)
+    log = [json.loads(line) for line in (config.run_dir / "train_log.jsonl").read_text().splitlines()]
+    assert set(log[0]) >= {"similarity@6", "resim@3"} and not any("@12" in key for key in log[0])

@@ -21,21 +21,59 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class CorpusConfig(_Strict):
-    """Where the training texts come from."""
+class SourceConfig(_Strict):
+    """One source of training texts: a file or a Hugging Face dataset, and how much of it to take."""
 
-    path: str | None = None  # .txt (one text per line), .jsonl (a `text` field) or .parquet
+    path: str | None = None  # .txt (a text per line), .jsonl (`text_field`), .parquet; .txt/.jsonl may be .gz
+    dataset: str | None = None  # Hugging Face dataset: hub id (streamed) or `save_to_disk` folder (extra `datasets`)
+    split: str = "train"  # the dataset's split
+    text_field: str = "text"  # the JSON field / column holding the text
+    article_field: str | None = None  # JSON lines: the article id of each row, so whole articles can be held out
+    max_texts: int | None = Field(default=None, ge=0)  # a seeded random sample (0: only its held-out articles)
+    share: float | None = Field(default=None, gt=0)  # or this share of corpus.max_texts (shares are normalised)
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> SourceConfig:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("a corpus source needs exactly one of `path` or `dataset`")
+        if self.max_texts is not None and self.share is not None:
+            raise ValueError("a corpus source takes `max_texts` or `share`, not both")
+        return self
+
+
+class CorpusConfig(_Strict):
+    """Where the training texts come from: one file, one dataset, a built-in corpus, or a mix of `sources`."""
+
+    path: str | None = None  # one file, as SourceConfig.path
+    dataset: str | None = None  # one Hugging Face dataset, as SourceConfig.dataset
+    split: str = "train"
     source: Literal["gensim-sample"] | None = None  # built-in corpus from gensim's test data
+    sources: list[SourceConfig] | None = None  # several files/datasets, each with its max_texts or share
     text_field: str = "text"
-    max_texts: int | None = Field(default=None, gt=0)
+    article_field: str | None = None
+    max_texts: int | None = Field(default=None, gt=0)  # a seeded random sample (split over `sources` by share)
     holdout: int = Field(default=256, ge=0)  # rows kept out of training for agreement eval
-    holdout_articles: int = Field(default=10, ge=0)  # source corpora: whole articles kept out, for retrieval
+    holdout_articles: int = Field(default=10, ge=0)  # whole articles kept out of training, for derived retrieval
 
     @model_validator(mode="after")
     def _one_origin(self) -> CorpusConfig:
-        if (self.path is None) == (self.source is None):
-            raise ValueError("corpus needs exactly one of `path` or `source`")
+        given = [k for k in ("path", "dataset", "source", "sources") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"corpus needs exactly one of `path`, `dataset`, `source` or `sources`, got {given}")
+        if self.sources is not None and not self.sources:
+            raise ValueError("corpus.sources is empty")
+        if any(s.share is not None for s in self.sources or []) and self.max_texts is None:
+            raise ValueError("corpus.sources with `share` need corpus.max_texts (the total the shares divide)")
         return self
+
+    def source_list(self) -> list[SourceConfig]:
+        """The sources to read: `sources`, or the one `path`/`dataset` (max_texts applies to the whole)."""
+        if self.sources is not None:
+            return list(self.sources)
+        if self.source is not None:
+            return []
+        fields = {"path", "dataset", "split", "text_field", "article_field"}
+        return [SourceConfig(**self.model_dump(include=fields))]
 
 
 class TeacherConfig(_Strict):
@@ -100,6 +138,9 @@ class LossConfig(_Strict):
     resim: float = Field(default=20.0, ge=0)
     margin: float = 0.015
     resim_impl: Literal["fast", "reference"] = "fast"  # same value and gradient; reference is P x P
+    # what the short heads learn from: the teachers' vectors, or the student's own detached FC1 vectors (the
+    # paper's proposed, untested self-distillation variant of stage 3)
+    short_head_target: Literal["teacher", "self"] = "teacher"
 
 
 class StageConfig(_Strict):
@@ -159,7 +200,8 @@ def paper_stages() -> list[StageConfig]:
 class EvalConfig(_Strict):
     """Quick evaluation after training."""
 
-    stsb_dir: str | None = "../shared/data/stsb"
+    stsb_dir: str | None = "../shared/data/stsb"  # original STS-B files; absent: the hub copy; null: no STS-B
+    stsb_dev: bool = False  # also score STS-B dev (what budgets and learning rates are tuned on, never test)
     sts_files: list[str] = []  # more STS-B-format files, each its own task
     models: list[str] = []  # extra sentence-transformers models (folders or hub ids) to put in the table
     batch_size: int = Field(default=64, gt=0)

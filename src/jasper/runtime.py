@@ -66,10 +66,19 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
+    """'auto' -> cuda when available, else cpu; anything else as given (a CUDA device must exist)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device '{name}' is not a device torch knows (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"this config asks for device '{name}', and this machine has no CUDA GPU torch can use "
+            f"(torch {torch.__version__}): run it on a GPU machine, or set device=cpu"
+        )
+    return device
 
 
 def set_threads(threads: int | None) -> None:

@@ -16,9 +16,9 @@ logger = logging.getLogger(__name__)
 def teach(config: RunConfig) -> TeacherStore:
     """Encode the corpus with each teacher (resuming finished shards; split over ranks when launched
     by accelerate/torchrun) and open the store."""
+    device, ranks = setup_device(config.device)  # first: a config for a GPU stops here on a CPU-only machine
     texts = load_texts(config)
     store_dir: Path = config.store_dir
-    device, ranks = setup_device(config.device)
     where = f" on {ranks.world} processes" if ranks.active else ""
     logger.info("corpus: %d texts; store: %s%s", len(texts), store_dir, where)
     for teacher in config.teachers:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any, cast
 
 MAX_REPORTED = 5
 
@@ -19,32 +23,58 @@ def _where(lines: list[int]) -> str:
     return f"line(s) {shown}{more}"
 
 
+def _open_binary(path: Path) -> IO[bytes]:
+    """The file's bytes, decompressed on the fly for `.gz` (never unpacked to disk)."""
+    if path.suffix.lower() == ".gz":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for every line; None for a line that is not UTF-8; a leading BOM is dropped."""
+    with _open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                yield number, None
+
+
 def _read_txt(path: Path) -> list[str]:
     texts: list[str] = []
     bad_utf8: list[int] = []
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                texts.append(raw.decode("utf-8").rstrip("\r\n"))
-            except UnicodeDecodeError:
-                bad_utf8.append(number)
-                texts.append("")
+    for number, text in _lines(path):
+        if text is None:
+            bad_utf8.append(number)
+        texts.append(text or "")
     if bad_utf8:
         raise CorpusError(f"corpus '{path}' is not valid UTF-8 at {_where(bad_utf8)}")
     return texts
 
 
-def _read_jsonl(path: Path, field: str) -> list[str]:
-    texts: list[str] = []
-    for number, line in enumerate(_read_txt(path), start=1):
+def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-blank line of a JSON-lines file (optionally .gz)."""
+    path = Path(path)
+    for number, line in _lines(path):
+        if line is None:
+            raise CorpusError(f"corpus '{path}' is not valid UTF-8 at line {number}")
         if not line.strip():
-            texts.append("")
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise CorpusError(f"corpus '{path}' line {number} is not JSON: {error.msg}") from None
-        value = record.get(field) if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            raise CorpusError(f"corpus '{path}' line {number} is not a JSON object")
+        yield number, record
+
+
+def _read_jsonl(path: Path, field: str) -> list[str]:
+    texts: list[str] = []
+    for number, record in read_records(path):
+        value = record.get(field)
         if not isinstance(value, str):
             raise CorpusError(f"corpus '{path}' line {number} has no string field '{field}'")
         texts.append(value)
@@ -64,15 +94,26 @@ def _read_parquet(path: Path, field: str) -> list[str]:
     return values
 
 
+def corpus_format(path: str | Path) -> str:
+    """'txt', 'jsonl' or 'parquet', from the name (a trailing .gz is looked through)."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    if last in (".jsonl", ".json"):
+        return "jsonl"
+    return "parquet" if last == ".parquet" else "txt"
+
+
 def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
-    """Read texts from .txt / .jsonl / .parquet; empty files and empty texts are errors."""
+    """Read texts from .txt / .jsonl / .parquet (.txt and .jsonl also gzipped); empty files and texts are errors."""
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"corpus file '{path}' does not exist")
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
+    kind = corpus_format(path)
+    if kind == "jsonl":
         texts = _read_jsonl(path, text_field)
-    elif suffix == ".parquet":
+    elif kind == "parquet":
         texts = _read_parquet(path, text_field)
     else:
         texts = _read_txt(path)

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
+
 import numpy as np
 
 from jasper.config import RunConfig
 from jasper.data.corpus import CorpusError, check_texts, read_corpus
 from jasper.io import atomic_write_json, atomic_write_text
 
-HELDOUT_ARTICLES = "heldout_articles.json"  # Wikipedia articles kept out of the corpus, for derived retrieval
+HELDOUT_ARTICLES = "heldout_articles.json"  # gensim-sample: Wikipedia articles kept out, for derived retrieval
+HELDOUT_RETRIEVAL = "heldout_retrieval.json"  # files with article ids: the derived retrieval task itself
 
 
 def load_texts(config: RunConfig) -> list[str]:
-    """The run's texts; a built-in source is written once to `<run>/corpus.txt` and read back from there."""
+    """The run's texts (the same on every call); a built-in source is written once to `<run>/corpus.txt`."""
     corpus = config.corpus
-    if corpus.path is not None:
-        texts = read_corpus(corpus.path, corpus.text_field)
-        return texts[: corpus.max_texts] if corpus.max_texts else texts
+    if corpus.source is None:
+        from jasper.data.mixture import build_corpus
+
+        texts, retrieval = build_corpus(corpus, config.seed)
+        if retrieval is not None and retrieval.queries:
+            path = config.run_dir / HELDOUT_RETRIEVAL
+            data = asdict(retrieval)
+            if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != data:
+                atomic_write_json(path, data)
+        return texts
     cached = config.run_dir / "corpus.txt"
     if not cached.is_file():
         from jasper.data.sources import gensim_sample

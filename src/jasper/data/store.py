@@ -143,6 +143,10 @@ def compute_teacher(
                 for k in group:
                     part = vectors[k * shard_size - start : (k + 1) * shard_size - start]
                     writer.submit(k, _normalise(part))  # the device goes on with the next group meanwhile
+        cut = getattr(teacher, "cut_rows", None)
+        if cut:
+            limit = getattr(teacher, "max_length", None)
+            logger.info("teacher '%s': %s of the texts encoded reached its max_length %s: cut", config.name, cut, limit)
     except KeyboardInterrupt:
         stored = sum(_shard_path(teacher_dir, k).is_file() for k in mine)
         logger.warning(

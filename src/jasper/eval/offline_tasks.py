@@ -107,16 +107,19 @@ def wiki_retrieval_task(titles: list[str]) -> RetrievalTask | None:
     return RetrievalTask("wiki-retrieval-derived", queries, passages, relevant) if queries else None
 
 
-def offline_tasks(stsb_dir: str | None, run_dir: Path | None, extra_sts: list[str]) -> tuple[list[Task], list[str]]:
+def offline_tasks(
+    stsb_dir: str | None, run_dir: Path | None, extra_sts: list[str], stsb_dev: bool = False
+) -> tuple[list[Task], list[str]]:
     """Every offline task whose data is present, and notes for the ones skipped."""
     tasks: list[Task] = []
     notes: list[str] = []
-    pairs, origin = stsb_split("test", stsb_dir)
-    if pairs is not None:
-        tasks.append(PairSimilarityTask("sts-b-test", pairs.left, pairs.right, pairs.scores))
-        logger.info("STS-B test: %d pairs from %s", len(pairs.left), origin)
-    else:
-        notes.append(origin)
+    for split in ("test", "dev") if stsb_dev else ("test",):
+        pairs, origin = stsb_split(split, stsb_dir)
+        if pairs is not None:
+            tasks.append(PairSimilarityTask(f"sts-b-{split}", pairs.left, pairs.right, pairs.scores))
+            logger.info("STS-B %s: %d pairs from %s", split, len(pairs.left), origin)
+        else:
+            notes.append(origin)
     for path in extra_sts:
         tasks.append(sts_task(Path(path).stem, path))
     try:
@@ -137,6 +140,11 @@ def offline_tasks(stsb_dir: str | None, run_dir: Path | None, extra_sts: list[st
         return tasks, notes
     heldout = run_dir / "heldout_articles.json"
     retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
+    derived = run_dir / "heldout_retrieval.json"
+    if derived.is_file():
+        data = json.loads(derived.read_text(encoding="utf-8"))
+        relevant = [set(r) for r in data["relevant"]]
+        retrieval = RetrievalTask("wiki-retrieval-derived", data["queries"], data["passages"], relevant)
     if retrieval is not None:
         tasks.append(retrieval)
     else:

@@ -217,7 +217,8 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
     texts = load_texts(config)
     _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
     store = TeacherStore(config.store_dir, config.teachers, texts)
-    tasks, notes = offline_tasks(config.eval.stsb_dir, config.run_dir, list(config.eval.sts_files))
+    settings = config.eval
+    tasks, notes = offline_tasks(settings.stsb_dir, config.run_dir, list(settings.sts_files), settings.stsb_dev)
     student = load_student(student_dir)
     run_cache, shared_cache = ScoreCache(config.run_dir / "eval_cache.json"), ScoreCache(shared_cache_path())
     scores: list[Score] = []
@@ -242,7 +243,7 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
 
 def evaluate_model(name: str, settings: EvalConfig) -> tuple[list[Score], list[str]]:
     """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head."""
-    tasks, notes = offline_tasks(settings.stsb_dir, None, list(settings.sts_files))
+    tasks, notes = offline_tasks(settings.stsb_dir, None, list(settings.sts_files), settings.stsb_dev)
     candidate = _sentence_transformer_candidate(name, settings.batch_size)
     return task_scores(candidate, tasks, ScoreCache(shared_cache_path())), notes
 

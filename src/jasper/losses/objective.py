@@ -40,17 +40,27 @@ class DistillObjective:
         return parts
 
     def __call__(
-        self, heads: dict[int, torch.Tensor], teacher: torch.Tensor, losses: Mapping[int, Sequence[str]]
+        self,
+        heads: dict[int, torch.Tensor],
+        teacher: torch.Tensor,
+        losses: Mapping[int, Sequence[str]],
+        targets: Mapping[int, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """{"loss": weighted total, "<part>@<dim>": unweighted part} for each head in `heads`."""
+        """{"loss": weighted total, "<part>@<dim>": unweighted part} for each head in `heads`.
+
+        `targets` gives some heads another target than `teacher` (self-distillation: the student's own
+        detached FC1 vectors for the short heads).
+        """
         weights = {"cosine": self.cosine, "similarity": self.similarity, "resim": self.resim}
         out: dict[str, torch.Tensor] = {}
         total = teacher.new_zeros(())
-        side = None
-        if self.resim_impl == "fast" and self.margin >= MIN_MARGIN and any("resim" in losses[d] for d in heads):
-            side = teacher_side(teacher_pair_similarities(teacher))  # once for all heads
+        sides: dict[int, TeacherSide] = {}  # the ranking loss's target side, once per distinct target tensor
         for dim, vectors in heads.items():
-            for name, value in self.head_parts(vectors, teacher, losses[dim], side).items():
+            target = (targets or {}).get(dim, teacher)
+            fast = self.resim_impl == "fast" and self.margin >= MIN_MARGIN
+            if fast and "resim" in losses[dim] and id(target) not in sides:
+                sides[id(target)] = teacher_side(teacher_pair_similarities(target))
+            for name, value in self.head_parts(vectors, target, losses[dim], sides.get(id(target))).items():
                 out[f"{name}@{dim}"] = value
                 total = total + weights[name] * value
         out["loss"] = total

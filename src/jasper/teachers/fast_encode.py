@@ -91,6 +91,7 @@ class FastSentenceEncoder:
         self.extra: dict[str, Any] | None = None  # non-id tensors the module expects (set on the first batch)
         self.extra_other: dict[str, Any] = {}  # non-tensor entries of `preprocess` (e.g. the modality)
         self.use_own_padding = True
+        self.cut_rows = 0  # texts that reached max_length tokens: cut by truncation
         # float32 on CPU: packed oneDNN matmuls with the GELU fused, checked on the first batch
         self.fusion_pending = device.type == "cpu" and dtype == torch.float32 and cpu_fusion.available()
         if dtype != torch.float32:
@@ -187,6 +188,7 @@ class FastSentenceEncoder:
             return np.zeros((0, 0), np.float32)
         ids = self._tokenize(texts)
         lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        self.cut_rows += int((lengths >= self.max_length).sum()) if self.max_length else 0
         batches = sorted_batches(lengths, self.batch_size, self.max_tokens)
         if self.extra is None:
             self._check_first_batch([texts[i] for i in batches[0]], [ids[i] for i in batches[0]])

@@ -47,6 +47,16 @@ class SentenceTransformerTeacher:
             self.model.to(dtype)
         logger.info("teacher '%s': %s engine, %s", config.name, "fast" if self.fast else "sentence-transformers", dtype)
 
+    @property
+    def cut_rows(self) -> int | None:
+        """Texts cut at the model's max_length so far (None where the engine does not count)."""
+        return self.fast.cut_rows if self.fast is not None else None
+
+    @property
+    def max_length(self) -> int | None:
+        """The model's max_seq_length."""
+        return getattr(self.model, "max_seq_length", None)
+
     def encode(self, texts: list[str], on_rows: RowsDone | None = None) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32; `on_rows(n)` after each batch."""
         prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts

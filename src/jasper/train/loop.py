@@ -70,7 +70,7 @@ class StageRunner:
         self.store = store
         self.device = student.device
         self.train_rows, _ = split_rows(len(texts), config.corpus.holdout, config.seed)
-        self.objective = DistillObjective(**config.loss.model_dump())
+        self.objective = DistillObjective(**config.loss.model_dump(exclude={"short_head_target"}))
         self.checkpoint_path = config.run_dir / "checkpoints" / "last.pt"
         self.deepspeed_dir = config.run_dir / "checkpoints" / "deepspeed"
         self.engine: Any = None  # the stage's DeepSpeed engine, when launched with one
@@ -276,10 +276,15 @@ class StageRunner:
         """One optimizer step on the global batch `rows`; this rank embeds its share of them."""
         teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim), the global batch
         mine = rows[local_rows(rows, self.ranks)]
-        dims = list(losses)
+        fc1 = self.student.head_dims[0]
+        self_target = self.config.loss.short_head_target == "self" and any(d != fc1 for d in losses)
+        dims = list(dict.fromkeys([*losses, fc1])) if self_target else list(losses)
 
         def loss_of_heads(heads: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
-            return self.objective({d: gather(v, self.ranks) for d, v in heads.items()}, teacher, losses)
+            gathered = {d: gather(v, self.ranks) for d, v in heads.items()}
+            # self-distillation: the short heads follow the student's own FC1 vectors, detached
+            targets = {d: gathered[fc1].detach() for d in losses if d != fc1} if self_target else None
+            return self.objective({d: gathered[d] for d in losses}, teacher, losses, targets)
 
         def loss_of_pooled(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
             with self._autocast():
@@ -328,6 +333,18 @@ class StageRunner:
         return cache.to(self.device)
 
 
+def _log_cut_texts(student: Student, texts: list[str]) -> None:
+    """Say how many training texts are longer than the student's max_length (they are cut)."""
+    lengths = [len(ids) for ids in student.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+    cut = sum(n > student.max_length for n in lengths)
+    share = 100 * cut / max(1, len(texts))
+    logger.info(
+        "student max_length %d: %s of %s texts (%.1f%%) are longer and cut",
+        student.max_length,
+        *(f"{cut:,}", f"{len(texts):,}", share),
+    )
+
+
 def train(config: RunConfig) -> Path:
     """Train the run's student through all stages; returns the folder of the saved student."""
     final = config.run_dir / "student"
@@ -345,6 +362,8 @@ def train(config: RunConfig) -> Path:
         )
     device, ranks = setup_device(config.device)
     student = build_student(config.student).to(device)
+    if ranks.is_main:
+        _log_cut_texts(student, texts)
     StageRunner(config, student, texts, store, ranks).run()
     if ranks.is_main:
         tmp = final.with_name("student.tmp")

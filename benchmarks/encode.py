@@ -1,0 +1,99 @@
+"""Encoding speed and size of a run's models, side by side: every exported head, the initialisation, each teacher.
+
+All encode the same texts (the run's held-out corpus rows: real lengths), batch 64, after a warm-up; the median
+of `--repeats` timings counts. Parameters are counted on the loaded model (the teachers' C engine: not
+countable, left empty). STS-B test comes from the run's `report.json` when it holds it.
+
+    python benchmarks/encode.py configs/wiki.yaml [--repeats 3]
+Writes benchmarks/results/encode.json: [{run, model, dim, backend, precision, device, params, texts_per_s, sts_b}],
+replacing the rows of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from jasper.config import load_config
+from jasper.data.prepare import load_texts, split_rows
+from jasper.runtime import set_threads, setup_logging
+
+RESULTS = Path(__file__).parent / "results" / "encode.json"
+BATCH = 64
+
+
+def timed(encode: Callable[[list[str]], object], texts: list[str], repeats: int) -> float:
+    """Median texts/s of `encode(texts)` over `repeats`, after a warm-up on 64 texts."""
+    encode(texts[:64])
+    seconds = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        encode(texts)
+        seconds.append(time.perf_counter() - began)
+    return len(texts) / statistics.median(seconds)
+
+
+def count(module: torch.nn.Module) -> int:
+    """Parameters of a torch module."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def main() -> None:
+    """Time every model of the run on the same texts; print a table and write the JSON rows."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--texts", type=int, default=512)
+    args = parser.parse_args()
+    setup_logging()
+    config = load_config(args.config)
+    set_threads(config.threads)
+    texts = load_texts(config)
+    _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
+    sample = [texts[int(i)] for i in held[: args.texts]]
+    report = config.run_dir / "report.json"
+    sts = {}
+    if report.is_file():
+        rows = json.loads(report.read_text())["rows"]
+        sts = {(r["model"], r["dim"]): r["score"] for r in rows if r["task"] == "sts-b-test"}
+    device = f"cpu ({torch.get_num_threads()} threads)"
+    found = []
+
+    def add(model: str, dim: int, params: int | None, rate: float) -> None:
+        found.append({"run": config.name, "model": model, "dim": dim, "backend": "torch", "precision": "fp32"})
+        found[-1].update(device=device, params=params, texts_per_s=round(rate, 1), sts_b=sts.get((model, dim)))
+        print(f"{model:>10} {dim:>5}  params {params or 0:>12,}  {rate:8.1f} texts/s  STS-B {sts.get((model, dim))}")
+
+    from sentence_transformers import SentenceTransformer
+
+    for folder in sorted((config.run_dir / "export").glob("dim-*"), key=lambda p: -int(p.name[4:])):
+        model = SentenceTransformer(str(folder), device="cpu")
+        rate = timed(lambda t, m=model: m.encode(t, batch_size=BATCH), sample, args.repeats)
+        add("student", int(folder.name[4:]), count(model), rate)
+    from jasper.models.student import build_student
+
+    init = build_student(config.student)
+    add("init", init.hidden_size, count(init.backbone), timed(lambda t: init.encode(t, [None], BATCH), sample, 3))
+    from jasper.teachers import build_teacher
+
+    for teacher_config in config.teachers:
+        teacher = build_teacher(teacher_config)
+        module = getattr(teacher, "model", None)
+        params = count(module) if isinstance(module, torch.nn.Module) else None
+        dim = int(np.asarray(teacher.encode(sample[:2])).shape[1])
+        add(teacher_config.name, dim, params, timed(teacher.encode, sample, args.repeats))
+    previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
+    kept = [r for r in previous if r.get("run") != config.name]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(kept + found, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
