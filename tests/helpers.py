@@ -218,3 +218,13 @@ def sentences(n: int, seed: int = 0) -> list[str]:
             seen.add(text)
             out.append(text)
     return out
+
+
+def teacher_huge(texts: list[str]) -> np.ndarray:
+    """teacher_a's vectors scaled to entries near 1e20: finite, but their float32 norm overflows."""
+    return hash_teacher(texts, 8, "a") * np.float32(1e20)
+
+
+def teacher_ragged(texts: list[str]) -> list[list[float]]:
+    """Rows of different lengths: not an array."""
+    return [[0.1] * (1 + i % 3) for i in range(len(texts))]

@@ -66,6 +66,7 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert ("student", 12, "teacher-cosine") in keys
     assert ("init", 16, "teacher-similarity") in keys
     assert {("ta", 8, "teacher-similarity"), ("tb", 4, "teacher-similarity")} <= keys
+    assert ("teachers (concat)", 12, "lee-docsim") in keys
     assert any("STS-B test skipped" in note for note in report["notes"])
     for task in ("lee-docsim", "wordsim353", "simlex999", "polarity", "newsgroups-clustering"):
         for model, dim in (("student", 12), ("student", 3), ("init", 16), ("ta", 8), ("tb", 4)):
@@ -73,12 +74,19 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert (run_dir / "report.md").read_text().startswith("# jasper run 'tiny'")
     for plot in ("scores_by_dim.png", "loss_parts.png"):
         assert (run_dir / "plots" / plot).stat().st_size > 1000
-    again = _jasper("eval", str(run_dir))  # everything cached: nothing to encode
+    again = _jasper("eval", str(run_dir), "--trust-config")  # everything cached: nothing to encode
     assert again.returncode == 0, again.stderr
     assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
+    foreign = _jasper("eval", str(run_dir))  # a run folder: its callable teachers are not imported
+    assert foreign.returncode == 0, foreign.stderr
+    untrusted = json.loads((run_dir / "report.json").read_text())
+    assert not any(r["model"] in ("ta", "tb") and r["task"] == "lee-docsim" for r in untrusted["rows"])
+    assert ("ta", 8, "teacher-similarity") in {(r["model"], r["dim"], r["task"]) for r in untrusted["rows"]}
+    assert any("pass --trust-config" in note for note in untrusted["notes"])
+    again = _jasper("eval", str(run_dir), "--trust-config")
     assert (run_dir / "report.md").read_text().startswith("# jasper eval 'tiny'")
     shared = json.loads((tmp_path / "jasper-cache" / "scores.json").read_text())
-    assert len(shared) == 3  # the two teachers and the initialisation: reused by any later run
+    assert len(shared) == 4  # the two teachers, their concatenation and the initialisation: reused by later runs
     assert len(json.loads((run_dir / "eval_cache.json").read_text())) == 1  # the run's own student
     umask = os.umask(0)
     os.umask(umask)

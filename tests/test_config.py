@@ -119,3 +119,19 @@ def test_cuda_config_refuses_clearly_without_a_gpu(monkeypatch):
     with pytest.raises(ValueError, match="asks for device 'cuda'.*no CUDA GPU"):
         pick_device("cuda")
     assert str(pick_device("auto")) == "cpu"
+
+
+def test_training_changes_ignore_what_trains_nothing():
+    from jasper.run_folder import training_changes
+
+    base = build_config(_base())
+    same = build_config(
+        _base(), ["threads=1", "eval.batch_size=8", "teachers.1.workers=1", "stages.0.checkpoint_every=7"]
+    )
+    assert training_changes(base, same) == []
+    changed = build_config(_base(), ["stages.1.lr=0.5", "student.max_length=32", "corpus.max_texts=10"])
+    assert training_changes(base, changed) == [
+        "corpus.max_texts: 4000 -> 10",
+        "stages.1.lr: 5e-05 -> 0.5",
+        "student.max_length: 64 -> 32",
+    ]

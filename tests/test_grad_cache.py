@@ -66,3 +66,23 @@ def test_gradient_checkpointing_matches_plain(tiny_bert):
     _, found = _grads(checkpointed, TEXTS, None, teacher)
     for name, grad in expected.items():
         torch.testing.assert_close(found[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_fused_adamw_makes_the_plain_update():
+    from jasper.config import StageConfig
+    from jasper.train.loop import make_optimizer
+
+    torch.manual_seed(0)
+    weights = [torch.randn(30, 20, requires_grad=True), torch.randn(20, requires_grad=True)]
+    copies = [w.detach().clone().requires_grad_(True) for w in weights]
+    stage = StageConfig(name="s", train="all", lr=1e-3, steps=3)
+    fused, plain = make_optimizer(weights, stage), make_optimizer(copies, stage, fused=False)
+    assert fused.defaults.get("fused") and not plain.defaults.get("fused")
+    for _ in range(3):
+        for group in (weights, copies):
+            for w in group:
+                w.grad = torch.sin(w.detach() * 3)
+        fused.step()
+        plain.step()
+    for got, want in zip(weights, copies, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)

@@ -69,4 +69,6 @@ def test_reachable_hub_leaves_hub_ids_alone(monkeypatch):
 
 def test_not_a_path_nor_an_id():
     with pytest.raises(hub.HubUnavailable, match="neither a local path nor a Hugging Face hub id"):
+        resolve_model("no such model!")
+    with pytest.raises(FileNotFoundError, match="model folder 'runs/typo/export/dim-64' does not exist"):
         resolve_model("runs/typo/export/dim-64")

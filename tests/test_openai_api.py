@@ -53,6 +53,8 @@ def _handler(state: FakeEmbeddings) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, b"{}")
             if action in ("429", "500"):
                 return self._send(int(action), b'{"error": "try later"}', {"Retry-After": "0"})
+            if action == "echo":  # a server that echoes the request, headers included, in its error body
+                return self._send(400, json.dumps({"error": "bad request", "saw": dict(self.headers)}).encode())
             if action == "malformed":
                 return self._send(200, b'{"data": [{"index": 0, "embedding": "oops"')
             inputs = body["input"]
@@ -169,3 +171,13 @@ def test_concurrent_requests_keep_order(server, tmp_path):
         np.load(folder / "vectors.npy"), expected / np.linalg.norm(expected, axis=1, keepdims=True), rtol=1e-5
     )
     assert state.paid == Counter(texts)
+
+
+def test_error_bodies_never_show_the_key(server, tmp_path, monkeypatch):
+    state, base = server
+    monkeypatch.setenv("JASPER_TEST_KEY", "sk-very-secret-123")
+    state.script = ["echo"]
+    with pytest.raises(ApiError) as caught:
+        compute_teacher(tmp_path, _config(base), helpers.sentences(4))
+    assert "HTTP 400" in str(caught.value) and "sk-very-secret-123" not in str(caught.value)
+    assert "***" in str(caught.value)

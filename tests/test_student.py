@@ -74,3 +74,27 @@ def test_prefix_heads_share_fc1(tiny_bert):
     assert list(student.heads) == ["12"]
     out = student(["a cat"], [12, 6])
     torch.testing.assert_close(out[6], out[12][:, :6])
+
+
+def test_length_groups_give_the_same_vectors_and_gradients(tiny_bert):
+    from jasper.config import StudentConfig
+    from jasper.models.student import build_student
+
+    import helpers
+
+    texts = [" ".join(helpers.WORDS[: 2 + (i * 7) % 30]) for i in range(24)]  # lengths from 2 to 31 words
+    results = []
+    for groups in (1, 3):
+        torch.manual_seed(0)
+        student = build_student(StudentConfig(model=str(tiny_bert), heads=[8, 4], max_length=32, length_groups=groups))
+        student.eval()  # no dropout: the two paths must agree to rounding
+        heads = student(texts, [8, 4])
+        loss = heads[8].square().sum() + heads[4].sum()
+        loss.backward()
+        grads = [p.grad.clone() for p in student.parameters() if p.grad is not None]
+        results.append((heads, grads))
+    (plain, plain_grads), (grouped, grouped_grads) = results
+    for dim in (8, 4):
+        torch.testing.assert_close(grouped[dim], plain[dim], rtol=1e-5, atol=1e-6)
+    for got, want in zip(grouped_grads, plain_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

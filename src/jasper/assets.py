@@ -20,6 +20,8 @@ def resolve_model(name: str) -> str:
     reached, or the hub id unchanged (HubUnavailable when neither the hub nor the cache can serve it)."""
     if os.path.exists(name):
         return name
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(f"model folder '{name}' does not exist")
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
         try:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar, cast
 
 import typer
 
-from jasper.config import ConfigError, RunConfig, load_config, save_config
+from jasper.config import ConfigError, RunConfig, load_config
 from jasper.data.corpus import CorpusError
 from jasper.data.store import StoreError
 from jasper.hub import HubUnavailable
@@ -28,15 +29,26 @@ logger = logging.getLogger("jasper")
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overrides, e.g. stages.0.steps=10")]  # noqa: UP045
 ConfigArg = Annotated[Path, typer.Argument(help="a YAML config, or a run folder holding config.yaml")]
 Command = TypeVar("Command", bound=Callable[..., Any])
-USER_ERRORS = (ConfigError, CorpusError, StoreError, HubUnavailable, ValueError, FileNotFoundError)
+Restart = Annotated[bool, typer.Option("--restart", help="discard this run's training and start it over")]
+USER_ERRORS = (ConfigError, CorpusError, StoreError, HubUnavailable, ValueError, FileNotFoundError, PermissionError)
 
 
-def _config(path: Path, overrides: list[str] | None, save: bool = True) -> RunConfig:
+def _config(path: Path, overrides: list[str] | None) -> RunConfig:
     config = load_config(path, overrides)
     set_threads(config.threads)
-    if save:
-        save_config(config, config.run_dir / "config.yaml")
     return config
+
+
+@contextlib.contextmanager
+def _run(config: RunConfig, restart: bool = False, record: bool = True) -> Iterator[None]:
+    """Hold the run folder's lock (one writer at a time), refuse a config that would change a started run's
+    training, and record the config when the command does work with it."""
+    from jasper.locks import folder_lock
+    from jasper.run_folder import check_run
+
+    with folder_lock(config.run_dir, f"run '{config.name}'"):
+        check_run(config, restart=restart, record=record)
+        yield
 
 
 def _guard(action: Command) -> Command:
@@ -82,26 +94,30 @@ def teach(config: ConfigArg, overrides: Overrides = None) -> None:
     """Compute and store the teachers' vectors for the corpus (resumable)."""
     from jasper.teach import teach as run_teach
 
-    run_teach(_config(config, overrides))
+    resolved = _config(config, overrides)
+    with _run(resolved):
+        run_teach(resolved)
 
 
 @app.command()
 @_guard
-def train(config: ConfigArg, overrides: Overrides = None) -> None:
+def train(config: ConfigArg, overrides: Overrides = None, restart: Restart = False) -> None:
     """Train the student through the configured stages (resumes a killed run)."""
     from jasper.train.loop import train as run_train
 
-    folder = run_train(_config(config, overrides))
+    resolved = _config(config, overrides)
+    with _run(resolved, restart):
+        folder = run_train(resolved)
     logger.info("student saved to %s", folder)
 
 
-def _evaluate(config: RunConfig, started: float, title: str) -> None:
+def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = True) -> None:
     from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim
     from jasper.eval.report import print_table, write_markdown, write_report
     from jasper.eval.runner import evaluate_run, scores_as_dicts
     from jasper.train.log import TrainLog
 
-    scores, notes = evaluate_run(config)
+    scores, notes = evaluate_run(config, trusted=trusted)
     rows = scores_as_dicts(scores)
     run_dir = config.run_dir
     write_report(run_dir / "report.json", rows, time.perf_counter() - started, notes, run=config.name)
@@ -123,17 +139,23 @@ def evaluate(
     mteb_tasks: Annotated[str | None, typer.Option("--mteb", help="MTEB task names, e.g. STSBenchmark,SciFact")] = None,
     mteb_dim: Annotated[Optional[list[int]], typer.Option(help="head dim for MTEB (repeatable); default FC1")] = None,  # noqa: UP045
     mteb_prompts: Annotated[str, typer.Option(help="'jasper' (Instruct/Query prompts) or 'none'")] = "jasper",
+    trust_config: Annotated[
+        bool, typer.Option(help="for a run folder: run the code its config names (callable, API, remote-code teachers)")
+    ] = False,
 ) -> None:
     """Evaluate a run (every head, the initialisation, the teachers) or a plain model; writes report.json/.md.
 
     A plain model takes the overrides name=, output_dir= and eval.<key>= (its report goes to <output_dir>/<name>).
     """
     if target.suffix in (".yaml", ".yml") or (target / "config.yaml").is_file():
-        config = _config(target, overrides, save=False)
-        if mteb_tasks:
-            _evaluate_mteb(config, mteb_tasks.split(","), mteb_dim, mteb_prompts)
-            return
-        _evaluate(config, time.perf_counter(), f"jasper eval '{config.name}'")
+        config = _config(target, overrides)
+        # a run folder may come from anyone: its callable / API / remote-code teachers run only when asked
+        trusted = trust_config or target.suffix in (".yaml", ".yml")
+        with _run(config, record=False):
+            if mteb_tasks:
+                _evaluate_mteb(config, mteb_tasks.split(","), mteb_dim, mteb_prompts)
+            else:
+                _evaluate(config, time.perf_counter(), f"jasper eval '{config.name}'", trusted)
         return
     if mteb_tasks:
         raise ValueError("--mteb needs a run (a config or run folder), not a plain model")
@@ -191,8 +213,13 @@ def export(
     overrides: Overrides = None,
 ) -> None:
     """Write sentence-transformers folders for the chosen heads."""
-    config = _config(run, overrides, save=False)
+    config = _config(run, overrides)
     dims = dim or config.export.dims or config.student.heads
+    with _run(config, record=False):
+        _export_dims(config, dims, out)
+
+
+def _export_dims(config: RunConfig, dims: list[int], out: Path | None) -> None:
     if out is not None and len(dims) == 1:
         from jasper.export.sentence_transformers import export_head
 
@@ -216,28 +243,33 @@ def encode(
     ] = False,
 ) -> None:
     """Embed a file of texts to a .npy file."""
+    import numpy as np
+
     from jasper.data.corpus import read_corpus
     from jasper.encode import encode_texts
     from jasper.io import atomic_save_npy
 
     vectors = encode_texts(model, read_corpus(input), dim, batch_size, truncate)
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"'{model}' gave non-finite vectors (NaN/inf) for {input}: nothing written to {out}")
     atomic_save_npy(out, vectors)
     logger.info("wrote %s %s", out, vectors.shape)
 
 
 @app.command()
 @_guard
-def run(config: ConfigArg, overrides: Overrides = None) -> None:
+def run(config: ConfigArg, overrides: Overrides = None, restart: Restart = False) -> None:
     """teach -> train -> export -> eval for one config, then print the table."""
     from jasper.teach import teach as run_teach
     from jasper.train.loop import train as run_train
 
     started = time.perf_counter()
     resolved = _config(config, overrides)
-    run_teach(resolved)
-    run_train(resolved)
-    paths = _export(resolved, resolved.export.dims or resolved.student.heads, resolved.run_dir / "export")
-    _evaluate(resolved, started, f"jasper run '{resolved.name}'")
+    with _run(resolved, restart):
+        run_teach(resolved)
+        run_train(resolved)
+        paths = _export(resolved, resolved.export.dims or resolved.student.heads, resolved.run_dir / "export")
+        _evaluate(resolved, started, f"jasper run '{resolved.name}'")
     for path in paths:
         logger.info("sentence-transformers model: %s", path)
 

@@ -119,6 +119,9 @@ class StudentConfig(_Strict):
     head_mode: Literal["independent", "prefix"] = "independent"
     head_init: Literal["random", "ridge"] = "random"  # ridge: closed-form fit on frozen features
     gradient_checkpointing: bool = False  # recompute encoder activations in backward: less memory, more time
+    # training forward: sort each batch by token length and pad it in this many groups (same vectors and
+    # gradients, far fewer padded tokens when lengths vary); 1 pads the whole batch to its longest text
+    length_groups: int = Field(default=4, ge=1)
     ridge_alpha: float = Field(default=0.1, gt=0)
 
     @model_validator(mode="after")
@@ -136,7 +139,7 @@ class LossConfig(_Strict):
     cosine: float = Field(default=10.0, ge=0)
     similarity: float = Field(default=200.0, ge=0)
     resim: float = Field(default=20.0, ge=0)
-    margin: float = 0.015
+    margin: float = Field(default=0.015, ge=0)  # negative would switch the ranking loss off
     resim_impl: Literal["fast", "reference"] = "fast"  # same value and gradient; reference is P x P
     # what the short heads learn from: the teachers' vectors, or the student's own detached FC1 vectors (the
     # paper's proposed, untested self-distillation variant of stage 3)
@@ -404,7 +407,13 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         path = path / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping, got {type(data).__name__}")
     return build_config(data, overrides)

@@ -108,6 +108,10 @@ def corpus_format(path: str | Path) -> str:
 def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
     """Read texts from .txt / .jsonl / .parquet (.txt and .jsonl also gzipped); empty files and texts are errors."""
     path = Path(path)
+    if path.is_dir():
+        raise CorpusError(
+            f"corpus path '{path}' is a folder: give a file (.txt, .jsonl, .parquet, or .txt.gz/.jsonl.gz)"
+        )
     if not path.is_file():
         raise CorpusError(f"corpus file '{path}' does not exist")
     kind = corpus_format(path)

@@ -6,6 +6,8 @@ Layout of `<store>/<teacher>/`: `manifest.json` (teacher, model, prompt, dim, ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,6 +20,7 @@ from jasper.config import TeacherConfig
 from jasper.data.corpus import texts_hash
 from jasper.distributed import Ranks, barrier
 from jasper.io import atomic_save_npy, atomic_write, atomic_write_json
+from jasper.locks import folder_lock
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point
 from jasper.teachers.base import Teacher
@@ -25,6 +28,7 @@ from jasper.teachers.base import Teacher
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+UNIT_TOLERANCE = 0.01  # stored rows are unit vectors, rounded to float16
 # fields that must match between a manifest and the config/corpus that opens it
 IDENTITY_FIELDS = ("backend", "model", "prompt", "texts_sha256", "rows", "dtype", "shard_size")
 
@@ -49,10 +53,18 @@ def _identity(config: TeacherConfig, texts: list[str], dtype: str, shard_size: i
 
 def read_manifest(teacher_dir: Path) -> dict[str, Any] | None:
     """The manifest of one teacher's folder, or None when there is none."""
-    import json
-
     path = teacher_dir / "manifest.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise StoreError(
+            f"teacher store manifest '{path}' is damaged ({error}): delete the folder '{teacher_dir}' to recompute"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise StoreError(f"teacher store manifest '{path}' is not a JSON object: delete '{teacher_dir}' to recompute")
+    return manifest
 
 
 def _mismatch(manifest: dict[str, Any], expected: dict[str, Any], teacher_dir: Path) -> None:
@@ -68,11 +80,19 @@ def _mismatch(manifest: dict[str, Any], expected: dict[str, Any], teacher_dir: P
             )
 
 
+def _norms(vectors: np.ndarray) -> np.ndarray:
+    """Row norms in float64, scaled first, so that huge finite entries (1e20) neither overflow nor vanish."""
+    wide = np.where(np.isfinite(vectors), vectors, 0.0).astype(np.float64)
+    scale = np.abs(wide).max(axis=1, keepdims=True)
+    scale[scale == 0] = 1.0
+    return np.linalg.norm(wide / scale, axis=1) * scale[:, 0]
+
+
 def check_vectors(vectors: np.ndarray, offset: int, texts: list[str], teacher: str) -> None:
-    """Refuse NaN/inf or zero rows, naming the rows and their texts."""
+    """Refuse NaN/inf rows and rows whose norm is not finite and positive, naming the rows and their texts."""
     finite = np.isfinite(vectors).all(axis=1)
-    norms = np.linalg.norm(np.where(np.isfinite(vectors), vectors, 0.0), axis=1)
-    bad = np.flatnonzero(~finite | (norms == 0))
+    norms = _norms(vectors)
+    bad = np.flatnonzero(~finite | ~np.isfinite(norms) | (norms <= 0))
     if bad.size:
         shown = "; ".join(f"row {offset + i} {texts[i][:60]!r}" for i in bad[:5])
         kind = "NaN/inf" if not finite[bad[0]] else "zero"
@@ -80,7 +100,11 @@ def check_vectors(vectors: np.ndarray, offset: int, texts: list[str], teacher: s
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """Unit rows, computed in float64 (then float32)."""
+    wide = vectors.astype(np.float64)
+    scale = np.abs(wide).max(axis=1, keepdims=True)
+    scaled = wide / scale
+    return (scaled / np.linalg.norm(scaled, axis=1, keepdims=True)).astype(np.float32)
 
 
 def compute_teacher(
@@ -100,12 +124,28 @@ def compute_teacher(
     """
     ranks = ranks or Ranks()
     teacher_dir = Path(store_dir) / config.name
+    with folder_lock(teacher_dir, f"teacher store '{config.name}'"):  # one writer: nothing is paid for twice
+        return _compute(teacher_dir, config, texts, dtype, shard_size, device, ranks, teacher)
+
+
+def _compute(
+    teacher_dir: Path,
+    config: TeacherConfig,
+    texts: list[str],
+    dtype: str,
+    shard_size: int,
+    device: str,
+    ranks: Ranks,
+    teacher: Teacher | None,
+) -> Path:
     expected = _identity(config, texts, dtype, shard_size)
     manifest = read_manifest(teacher_dir)
     if manifest is not None:
         _mismatch(manifest, expected, teacher_dir)  # every rank checks, so a mismatch stops all of them
         if manifest.get("complete"):
             logger.info("teacher '%s': store complete, nothing to compute", config.name)
+            if ranks.is_main:
+                _remove_shards(teacher_dir)  # left by a kill between the manifest and the clean-up
             return teacher_dir
     elif ranks.is_main:
         manifest = {**expected, "dim": None, "complete": False}
@@ -260,9 +300,44 @@ def _consolidate(teacher_dir: Path, manifest: dict[str, Any], n_shards: int) -> 
         del out
 
     atomic_write(final, write)
-    atomic_write_json(teacher_dir / "manifest.json", {**manifest, "complete": True})
-    for shard in shards:
+    checksum = {"bytes": final.stat().st_size, "sha256": _sha256(final)}
+    atomic_write_json(teacher_dir / "manifest.json", {**manifest, **checksum, "complete": True})
+    _remove_shards(teacher_dir)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove_shards(teacher_dir: Path) -> None:
+    """Shards are only a step towards vectors.npy (and what a kill during consolidation leaves behind)."""
+    for shard in teacher_dir.glob("shard-*.npy"):
         shard.unlink()
+
+
+VERIFY_MAX_BYTES = 1 << 30  # stores up to this size are checked against their SHA-256 whenever opened
+
+
+def _verify(teacher_dir: Path, manifest: dict[str, Any]) -> None:
+    """The file is whole (its size) and, up to VERIFY_MAX_BYTES, unchanged since written (its SHA-256)."""
+    final = teacher_dir / "vectors.npy"
+    if not final.is_file():
+        raise StoreError(f"teacher store '{teacher_dir}' has no vectors.npy: delete the folder to recompute")
+    size = final.stat().st_size
+    if "bytes" in manifest and size != manifest["bytes"]:
+        raise StoreError(
+            f"teacher store file '{final}' has {size} bytes, its manifest says {manifest['bytes']}: it is truncated "
+            "or was changed. Delete the folder to recompute"
+        )
+    if "sha256" in manifest and size <= VERIFY_MAX_BYTES and _sha256(final) != manifest["sha256"]:
+        raise StoreError(
+            f"teacher store file '{final}' does not match the checksum in its manifest: it was changed after it "
+            "was written. Delete the folder to recompute"
+        )
 
 
 class TeacherStore:
@@ -297,7 +372,14 @@ class TeacherStore:
             "shard_size": manifest.get("shard_size"),
         }
         _mismatch(manifest, expected, teacher_dir)
-        array = np.load(teacher_dir / "vectors.npy", mmap_mode="r")
+        _verify(teacher_dir, manifest)
+        try:
+            array = np.load(teacher_dir / "vectors.npy", mmap_mode="r")
+        except (ValueError, OSError) as error:
+            raise StoreError(
+                f"teacher store file '{teacher_dir / 'vectors.npy'}' cannot be read ({error}): it is truncated or "
+                "damaged. Delete the folder to recompute"
+            ) from None
         if array.shape != (manifest["rows"], manifest["dim"]):
             raise StoreError(
                 f"teacher store '{teacher_dir}': vectors.npy has shape {array.shape}, "
@@ -313,12 +395,23 @@ class TeacherStore:
     def vectors(self, rows: np.ndarray | list[int]) -> torch.Tensor:
         """Concatenated target vectors for `rows`: each teacher normalised, joined, normalised again. (B, dim)"""
         index = np.asarray(rows)
-        parts = [torch.from_numpy(np.asarray(a[index], dtype=np.float32)) for a in self.arrays]
+        parts = [self._read(name, index) for name in self.names]
         parts = [torch.nn.functional.normalize(p, dim=-1) for p in parts]
         return torch.nn.functional.normalize(torch.cat(parts, dim=-1), dim=-1)
 
     def teacher_vectors(self, name: str, rows: np.ndarray | list[int]) -> torch.Tensor:
         """One teacher's normalised vectors for `rows`. (B, dim_teacher)"""
-        array = self.arrays[self.names.index(name)]
-        part = torch.from_numpy(np.asarray(array[np.asarray(rows)], dtype=np.float32))
-        return torch.nn.functional.normalize(part, dim=-1)
+        return torch.nn.functional.normalize(self._read(name, np.asarray(rows)), dim=-1)
+
+    def _read(self, name: str, index: np.ndarray) -> torch.Tensor:
+        """Stored rows, checked: finite and of unit norm (as written), else an error naming file and rows."""
+        part = np.asarray(self.arrays[self.names.index(name)][index], dtype=np.float32)
+        norms = np.linalg.norm(np.where(np.isfinite(part), part, 0.0), axis=1)
+        bad = ~np.isfinite(part).all(axis=1) | (np.abs(norms - 1.0) > UNIT_TOLERANCE)
+        if bad.any():
+            raise StoreError(
+                f"teacher '{name}' store '{self.store_dir / name / 'vectors.npy'}' holds {int(bad.sum())} damaged "
+                f"row(s) (NaN/inf or not of unit norm) among rows {index[bad][:5].tolist()}: delete the folder "
+                "to recompute"
+            )
+        return torch.from_numpy(part)

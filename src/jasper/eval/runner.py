@@ -176,11 +176,21 @@ def _key(kind: str, data: object) -> str:
     return f"{kind}:" + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_candidates(config: RunConfig, store: TeacherStore, student: Student, student_dir: Path) -> list[Candidate]:
-    """The student (every head), its initialisation, each teacher and the extra models of `eval.models`."""
+def runs_foreign_code(teacher: TeacherConfig) -> bool:
+    """Whether evaluating this teacher would import code or call an endpoint that its config names."""
+    return teacher.backend != "sentence-transformers" or teacher.trust_remote_code
+
+
+def run_candidates(
+    config: RunConfig, store: TeacherStore, student: Student, student_dir: Path, trusted: bool = True
+) -> tuple[list[Candidate], list[str]]:
+    """(candidates, notes): the student (every head), its initialisation, each teacher and `eval.models`;
+    untrusted, teachers whose config names code or an endpoint are left out (their stored vectors still serve
+    the agreement rows)."""
     from jasper.models.student import build_student
 
     batch = config.eval.batch_size
+    notes: list[str] = []
     found = [
         Candidate(
             "student",
@@ -189,7 +199,9 @@ def run_candidates(config: RunConfig, store: TeacherStore, student: Student, stu
             _student_encoder(student, list(student.head_dims), batch),
         )
     ]
-    if config.eval.init:
+    if config.eval.init and config.student.trust_remote_code and not trusted:
+        notes.append("init skipped: its model needs trust_remote_code; a run folder cannot grant it (--trust-config)")
+    elif config.eval.init:
         init_config = config.student.model_dump(include={"model", "keep_layers", "max_length"})
         found.append(
             Candidate(
@@ -202,15 +214,44 @@ def run_candidates(config: RunConfig, store: TeacherStore, student: Student, stu
         )
     if config.eval.teachers:
         for teacher, dim in zip(config.teachers, store.dims, strict=True):
+            if runs_foreign_code(teacher) and not trusted:
+                notes.append(
+                    f"teacher '{teacher.name}' not evaluated on the tasks: its config names code or an endpoint "
+                    f"({teacher.backend}: {teacher.model}) that a run folder may not run; pass --trust-config"
+                )
+                continue
             encoder = _lazy(lambda t=teacher, d=dim: _teacher_encoder(t, d))  # type: ignore[misc]
             found.append(Candidate(teacher.name, teacher_fingerprint(teacher), [dim], encoder, shared=True))
+        parts = [c for c in found if c.name in store.names]
+        if len(parts) == len(store.names) > 1:
+            found.append(concatenated_teachers(parts))
     for name in config.eval.models:
         found.append(_sentence_transformer_candidate(name, batch))
-    return found
+    return found, notes
 
 
-def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[list[Score], list[str]]:
-    """(scores, notes): every candidate on every offline task, plus teacher agreement on held-out rows."""
+CONCAT_NAME = "teachers (concat)"
+
+
+def concatenated_teachers(teachers: list[Candidate]) -> Candidate:
+    """The student's target itself: each teacher's vector normalised, concatenated (normalised again when
+    scored). Encodes through the teachers' own candidates, so texts they embedded are not embedded again."""
+
+    def encode(texts: list[str]) -> dict[int, np.ndarray]:
+        vectors = [_encode_all(t, texts, "concat")[t.dims[0]] for t in teachers]
+        joined = np.concatenate(vectors, axis=1)
+        return {joined.shape[1]: joined}
+
+    dim = sum(t.dims[0] for t in teachers)
+    fingerprint = _key("concat", [t.fingerprint for t in teachers])
+    return Candidate(CONCAT_NAME, fingerprint, [dim], encode, shared=True)
+
+
+def evaluate_run(
+    config: RunConfig, student_dir: Path | None = None, trusted: bool = True
+) -> tuple[list[Score], list[str]]:
+    """(scores, notes): every candidate on every offline task, plus teacher agreement on held-out rows.
+    `trusted=False` (a run folder from elsewhere) runs no code that the run's config names."""
     from jasper.models.student import load_student
 
     student_dir = student_dir or config.run_dir / "student"
@@ -224,20 +265,19 @@ def evaluate_run(config: RunConfig, student_dir: Path | None = None) -> tuple[li
     scores: list[Score] = []
     target = store.vectors(held).numpy()
     held_texts = [texts[int(i)] for i in held]
-    for candidate in run_candidates(config, store, student, student_dir):
+    candidates, skipped = run_candidates(config, store, student, student_dir, trusted)
+    notes += skipped
+    for candidate in candidates:
         logger.info("evaluating %s", candidate.name)
         scores += task_scores(candidate, tasks, shared_cache if candidate.shared else run_cache)
-        if len(held) < 2:
-            continue
-        if candidate.name in store.names:
-            own = store.teacher_vectors(candidate.name, held).numpy()
-            scores.append(
-                Score(candidate.name, candidate.dims[0], SIMILARITY_TASK, metrics.similarity_agreement(own, target))
-            )
-        else:
+        if len(held) >= 2 and candidate.name not in store.names and candidate.name != CONCAT_NAME:
             scores += agreement_rows(candidate.name, _encode_all(candidate, held_texts, "agreement"), target)
     if len(held) < 2:
         notes.append("teacher agreement skipped: corpus.holdout < 2")
+    elif config.eval.teachers:  # each teacher's stored vectors against the concatenation: no model to run
+        for name, dim in zip(store.names, store.dims, strict=True):
+            own = store.teacher_vectors(name, held).numpy()
+            scores.append(Score(name, dim, SIMILARITY_TASK, metrics.similarity_agreement(own, target)))
     return scores, notes
 
 

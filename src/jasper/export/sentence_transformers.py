@@ -27,6 +27,9 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
         raise ValueError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
     out = Path(out)
     weight, bias = student.head_weight(dim)
+    broken = [name for name, p in student.named_parameters() if not torch.isfinite(p).all()]
+    if broken:
+        raise ValueError(f"the student has non-finite weights ({', '.join(broken[:3])}...): nothing exported to {out}")
     with tempfile.TemporaryDirectory() as scratch, quiet_transformers():
         student.backbone.save_pretrained(scratch)
         student.tokenizer.save_pretrained(scratch)

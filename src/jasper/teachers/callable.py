@@ -43,7 +43,14 @@ class CallableTeacher:
         return encode_in_batches(texts, self.config, self._call, on_rows)
 
     def _call(self, batch: list[str]) -> np.ndarray:
-        vectors = np.asarray(self.function(batch), dtype=np.float32)
+        found = self.function(batch)
+        try:
+            vectors = np.asarray(found, dtype=np.float32)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"teacher '{self.name}' ({self.config.model}) returned something that is not a (n, dim) array of "
+                f"numbers for {len(batch)} texts ({type(found).__name__}: {error})"
+            ) from None
         if vectors.ndim != 2 or vectors.shape[0] != len(batch):
             raise ValueError(
                 f"teacher '{self.name}' ({self.config.model}) returned shape {vectors.shape} "

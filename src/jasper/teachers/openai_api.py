@@ -93,10 +93,14 @@ class OpenAIEmbeddingsTeacher:
             if error.code in RETRY_STATUS:
                 retry_after = error.headers.get("Retry-After")
                 raise _Retryable(f"HTTP {error.code}", float(retry_after) if retry_after else None) from None
-            detail = error.read()[:300].decode("utf-8", "replace")
+            detail = self._redact(error.read()[:300].decode("utf-8", "replace"))
             raise ApiError(f"teacher '{self.name}': {self.url} answered HTTP {error.code}: {detail}") from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
             raise _Retryable(f"{type(error).__name__}: {error}", None) from None
+
+    def _redact(self, text: str) -> str:
+        """The endpoint's words without the API key (a server that echoes the request would print it)."""
+        return text.replace(self.api_key, "***") if self.api_key else text
 
     def _parse(self, raw: bytes, expected: int) -> np.ndarray:
         try:
@@ -106,7 +110,7 @@ class OpenAIEmbeddingsTeacher:
         except (ValueError, KeyError, TypeError) as error:
             raise ApiError(
                 f"teacher '{self.name}': malformed embeddings response from {self.url} "
-                f"({type(error).__name__}: {error}); body starts {raw[:120]!r}"
+                f"({type(error).__name__}: {error}); body starts {self._redact(repr(raw[:120]))}"
             ) from None
         if vectors.ndim != 2 or len(vectors) != expected or [r["index"] for r in rows] != list(range(expected)):
             raise ApiError(

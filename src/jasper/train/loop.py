@@ -24,7 +24,7 @@ from jasper.losses import DistillObjective
 from jasper.models.student import Student, build_student, save_student
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point, seed_everything
-from jasper.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from jasper.train.deepspeed import deepspeed_config, launched_with_deepspeed
 from jasper.train.deepspeed import initialize as deepspeed_initialize
 from jasper.train.grad_cache import cached_step
@@ -35,12 +35,27 @@ logger = logging.getLogger(__name__)
 POOLED_CACHE_BYTES = 2 * 1024**3
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the gradient stopped being finite."""
+
+
 def stage_steps(stage: StageConfig, n_train: int) -> int:
     """Optimizer steps of a stage (epochs count full batches)."""
     if stage.steps is not None:
         return stage.steps
     assert stage.epochs is not None
     return max(1, math.ceil(stage.epochs * (n_train // stage.batch_size)))
+
+
+def make_optimizer(params: list[torch.nn.Parameter], stage: StageConfig, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW for the stage; the fused kernel where torch has one for these parameters (one pass over the
+    weights instead of a dozen: ~6x faster steps of the optimizer on a CPU, the same update to rounding)."""
+    if fused and all(p.dtype in (torch.float32, torch.bfloat16, torch.float16) for p in params):
+        try:
+            return torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay, fused=True)
+        except (RuntimeError, ValueError):  # a device or build without the fused kernel
+            pass
+    return torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
 
 
 def batch_rows(train_rows: np.ndarray, stage_index: int, step: int, batch_size: int, seed: int) -> np.ndarray:
@@ -117,10 +132,11 @@ class StageRunner:
         for index, stage in enumerate(self.config.stages):
             if index < state.stage:
                 continue
-            self._run_stage(index, stage, state if index == state.stage and state.step else None)
+            self._run_stage(index, stage, state if index == state.stage and state.model else None)
             if encoder_trains(self.student):
                 self._pooled = None  # the encoder changed: cached pooled outputs are stale
-            state = TrainState(stage=index + 1, step=0, model=self.student.state_dict())
+            # the stage-end checkpoint carries the generators too: a kill early in the next stage resumes exactly
+            state = TrainState(stage=index + 1, step=0, model=self.student.state_dict(), rng=rng_state())
             self._save(state)
 
     @property
@@ -179,7 +195,7 @@ class StageRunner:
             raise ValueError(
                 f"stage '{stage.name}': batch_size {stage.batch_size} is not divisible by {self.ranks.world} processes"
             )
-        optimizer = torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
+        optimizer = make_optimizer(params, stage, fused=not launched_with_deepspeed())
         model: torch.nn.Module = self.student
         self.engine = None
         if launched_with_deepspeed():
@@ -196,14 +212,15 @@ class StageRunner:
             model = torch.nn.parallel.DistributedDataParallel(self.student, device_ids=ids, find_unused_parameters=True)
         scheduler = _schedule(optimizer, stage, total)  # under ZeRO the engine steps this optimizer's groups
         start = 0
-        if resume is not None:
+        if resume is not None and resume.step:
             if self.engine is not None:
                 self._load_engine(resume)
             else:
                 optimizer.load_state_dict(resume.optimizer or {})
             scheduler.load_state_dict(resume.scheduler or {})
-            torch.set_rng_state(resume.rng)
             start = resume.step
+        if resume is not None and resume.rng is not None:
+            set_rng_state(resume.rng)
         self.student.train(encoder_trains(self.student))
         pooled_cache = self._pooled_cache(stage, total - start)
         losses = self._losses(stage)
@@ -234,7 +251,7 @@ class StageRunner:
                     self.student.state_dict(),
                     None if tag else optimizer.state_dict(),
                     scheduler.state_dict(),
-                    torch.get_rng_state(),
+                    rng_state(),
                     deepspeed_tag=tag,
                 )
                 self._save(state)
@@ -306,6 +323,7 @@ class StageRunner:
                 self.engine.backward(parts["loss"])
             else:
                 parts["loss"].backward()
+        self._check_finite(parts, optimizer)  # before the step: the weights and the last checkpoint stay good
         if self.engine is not None:
             self.engine.step()
         else:
@@ -313,6 +331,35 @@ class StageRunner:
                 average_gradients(self.student, self.ranks)
             optimizer.step()
         return {k: v.detach() for k, v in parts.items()}
+
+    def _check_finite(self, parts: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+        """Stop with the stage, step and likely cause when the loss or the gradient is not finite."""
+        bad = [name for name, value in parts.items() if not torch.isfinite(value.detach()).all()]
+        what = f"the loss ({', '.join(bad)})" if bad else ""
+        if not bad and self.engine is None:
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
+                what = "the gradient"
+        if not what:
+            return
+        index, done = self.position
+        stage = self.config.stages[index]
+        kept = (
+            "no checkpoint yet"
+            if self.saved is None
+            else f"the checkpoint at stage {self.saved[0] + 1} step {self.saved[1]}"
+        )
+        raise TrainingDiverged(
+            f"stage {index + 1} '{stage.name}', step {done + 1}: {what} is not finite (NaN or inf); training stopped "
+            f"before the update, {kept} is kept ({self.checkpoint_path}). Likely cause: a learning rate too high "
+            f"(this stage's lr is {stage.lr:g}), or non-finite teacher vectors (rows {self._rows_of_step()})"
+        )
+
+    def _rows_of_step(self) -> str:
+        index, done = self.position
+        stage = self.config.stages[index]
+        rows = batch_rows(self.train_rows, index, done, stage.batch_size, self.config.seed)
+        return f"{rows[:5].tolist()}{'...' if len(rows) > 5 else ''}"
 
     def _pooled_cache(self, stage: StageConfig, steps_left: int) -> torch.Tensor | None:
         """With the encoder frozen its pooled outputs never change: compute them once when that is cheaper.
