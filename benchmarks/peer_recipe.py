@@ -113,7 +113,7 @@ def main() -> None:
         began = time.perf_counter()
         train_peer(student, train_texts, targets, samples, args.batch_size, args.lr, out)
         seconds = time.perf_counter() - began
-        scores, notes = evaluate_model(str(out / "model"), config.eval)
+        scores, notes = evaluate_model(str(out / "model"), config.eval, run_dir=config.run_dir)
         found = scores_as_dicts(scores)
         for row in found:
             row["model"] = f"peer {variant}"

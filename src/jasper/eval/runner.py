@@ -281,9 +281,12 @@ def evaluate_run(
     return scores, notes
 
 
-def evaluate_model(name: str, settings: EvalConfig) -> tuple[list[Score], list[str]]:
-    """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head."""
-    tasks, notes = offline_tasks(settings.stsb_dir, None, list(settings.sts_files), settings.stsb_dev)
+def evaluate_model(name: str, settings: EvalConfig, run_dir: Path | None = None) -> tuple[list[Score], list[str]]:
+    """Every offline task for any sentence-transformers model (folder or hub id), e.g. an exported head.
+
+    `run_dir` adds that run's derived retrieval task (its held-out articles), to compare with the run's student.
+    """
+    tasks, notes = offline_tasks(settings.stsb_dir, run_dir, list(settings.sts_files), settings.stsb_dev)
     candidate = _sentence_transformer_candidate(name, settings.batch_size)
     return task_scores(candidate, tasks, ScoreCache(shared_cache_path())), notes
 
