@@ -24,7 +24,7 @@ def _grads(student, texts, micro, teacher, cached=True):
 
     torch.manual_seed(123)
     if micro and cached:
-        parts = cached_step(student, texts, micro, loss_of_pooled)
+        parts = cached_step(student, student.token_ids(texts), micro, loss_of_pooled)
     else:
         # one graph over the micro-batches in the same order: the dropout masks cached_step must replay
         chunks = [texts[i : i + micro] for i in range(0, len(texts), micro)] if micro else [texts]

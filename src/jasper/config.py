@@ -162,9 +162,16 @@ class StageConfig(_Strict):
     schedule: Literal["cosine", "constant"] = "cosine"
     batch_size: int = Field(default=128, ge=2)
     micro_batch_size: int | None = Field(default=None, gt=0)  # gradient caching: same objective, less memory
+    # batches drawn from pools of this many batches sorted by token length: little padding, each row still
+    # once per epoch; 1 = plain random batches
+    length_pool: int = Field(default=1, ge=1)
     steps: int | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=200, gt=0)
+    # loss parts are read from the device every this many steps (one host sync instead of one per step; on a
+    # GPU the host then runs ahead). The finite check stays before every update: a bad step's update is
+    # skipped on the device and the run stops at the next read, naming that step
+    log_every: int = Field(default=1, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
@@ -226,6 +233,10 @@ class RunConfig(_Strict):
     seed: int = 0
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast on CUDA, as the paper trains
+    compile: bool = False  # torch.compile the student's encoder (in place: checkpoints and exports unchanged)
+    # replay the objective (forward and backward) as CUDA graphs, one per batch shape: CUDA only, one process,
+    # teacher targets (not short_head_target=self)
+    cuda_graphs: bool = False
     threads: int | None = Field(default=None, gt=0)
     corpus: CorpusConfig
     teachers: list[TeacherConfig] = Field(min_length=1)

@@ -8,12 +8,14 @@ per batch shape: on an H100 this takes the three losses at batch 128 from about 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import torch
 
 from jasper.losses.objective import DistillObjective
 
 GraphedObjective = Callable[[Mapping[int, torch.Tensor], torch.Tensor], torch.Tensor]
+GraphedParts = Callable[[Mapping[int, torch.Tensor], torch.Tensor], dict[str, torch.Tensor]]
 
 
 def graph_objective(
@@ -28,19 +30,33 @@ def graph_objective(
     Capture before running the eager objective on the same tensors: a live eager graph on the inputs
     makes the capture fail. Shapes are fixed: build one per (batch size, head dims).
     """
-    dims = list(head_shapes)
+    graphed = graph_objective_parts(objective, head_shapes, teacher_shape, losses, device)
+    return lambda heads, teacher: graphed(heads, teacher)["loss"]
 
-    def flat(*tensors: torch.Tensor) -> torch.Tensor:
+
+def graph_objective_parts(
+    objective: DistillObjective,
+    head_shapes: Mapping[int, tuple[int, int]],
+    teacher_shape: tuple[int, int],
+    losses: Mapping[int, Sequence[str]],
+    device: torch.device | str = "cuda",
+) -> GraphedParts:
+    """As `graph_objective`, but the callable returns every named part as the eager objective does."""
+    dims = list(head_shapes)
+    names: list[str] = []
+
+    def flat(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         *heads, teacher = tensors
-        return objective(dict(zip(dims, heads, strict=True)), teacher, losses)["loss"]
+        parts = objective(dict(zip(dims, heads, strict=True)), teacher, losses)
+        names[:] = list(parts)
+        return tuple(parts.values())
 
     samples = [torch.randn(head_shapes[d], device=device, requires_grad=True) for d in dims]
     teacher_sample = torch.randn(teacher_shape, device=device)
     graphed = torch.cuda.make_graphed_callables(flat, (*samples, teacher_sample))
 
-    def run(heads: Mapping[int, torch.Tensor], teacher: torch.Tensor) -> torch.Tensor:
-        loss = graphed(*(heads[d] for d in dims), teacher)
-        assert isinstance(loss, torch.Tensor)
-        return loss
+    def run(heads: Mapping[int, torch.Tensor], teacher: torch.Tensor) -> dict[str, torch.Tensor]:
+        values = cast(tuple[torch.Tensor, ...], graphed(*(heads[d].float() for d in dims), teacher))
+        return dict(zip(names, values, strict=True))
 
     return run

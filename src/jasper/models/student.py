@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,6 +16,7 @@ from jasper.config import StudentConfig
 from jasper.models.backbone import load_backbone
 from jasper.progress import progress_bar
 from jasper.runtime import quiet_transformers
+from jasper.teachers.fast_encode import pad
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -71,19 +73,38 @@ class Student(nn.Module):
         output = self.backbone(**batch)
         return mean_pool(output.last_hidden_state, batch["attention_mask"])
 
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text as `tokenize` gives them (special tokens in, cut at max_length), unpadded."""
+        out = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, return_attention_mask=False, verbose=False
+        )
+        return cast(list[list[int]], out["input_ids"])
+
+    def collate(self, ids: Sequence[Sequence[int] | np.ndarray]) -> dict[str, torch.Tensor]:
+        """The padded batch `tokenize` gives, built from token ids (tokenised once, ahead of training)."""
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids, mask = pad(ids, pad_id, getattr(self.tokenizer, "padding_side", "right") == "left")
+        batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+        if "token_type_ids" in self.tokenizer.model_input_names:
+            batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])  # one segment, as for a single text
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
     def pooled_texts(self, texts: list[str]) -> torch.Tensor:
-        """Mean-pooled outputs of `texts`, in order. (B, H)
+        """Mean-pooled outputs of `texts`, in order. (B, H)"""
+        return self.pooled_ids(self.token_ids(texts))
+
+    def pooled_ids(self, ids: Sequence[Sequence[int] | np.ndarray]) -> torch.Tensor:
+        """Mean-pooled outputs of token-id rows, in order. (B, H)
 
         With `length_groups` > 1 the batch is sorted by token length and run through the encoder in that many
         groups, each padded only to its own longest text: the same vectors and gradients (every text is
         encoded on its own; padding is masked) for far fewer padded tokens when lengths vary.
         """
-        groups = min(self.length_groups, len(texts) // 8)  # groups of fewer than 8 texts cost more than they save
+        groups = min(self.length_groups, len(ids) // 8)  # groups of fewer than 8 texts cost more than they save
         if groups <= 1:
-            return self.pooled(self.tokenize(texts))
-        lengths = self.tokenizer(texts, truncation=True, max_length=self.max_length, return_length=True)["length"]
-        order = np.argsort(lengths, kind="stable")
-        parts = [self.pooled(self.tokenize([texts[i] for i in group])) for group in np.array_split(order, groups)]
+            return self.pooled(self.collate(ids))
+        order = np.argsort([len(row) for row in ids], kind="stable")
+        parts = [self.pooled(self.collate([ids[i] for i in group])) for group in np.array_split(order, groups)]
         inverse = torch.from_numpy(np.argsort(order)).to(self.device)
         return torch.cat(parts)[inverse]
 
@@ -108,12 +129,18 @@ class Student(nn.Module):
         return out
 
     def forward(
-        self, texts: list[str] | None, dims: list[int], pooled: torch.Tensor | None = None
+        self,
+        texts: list[str] | None,
+        dims: list[int],
+        pooled: torch.Tensor | None = None,
+        ids: Sequence[Sequence[int] | np.ndarray] | None = None,
     ) -> dict[int, torch.Tensor]:
-        """Head outputs for `texts` (or for already pooled encoder outputs). {dim: (B, dim)}"""
+        """Head outputs for `texts`, for their token ids, or for already pooled encoder outputs. {dim: (B, dim)}"""
         if pooled is None:
-            assert texts is not None
-            pooled = self.pooled_texts(texts)
+            if ids is None:
+                assert texts is not None
+                ids = self.token_ids(texts)
+            pooled = self.pooled_ids(ids)
         return self.project(pooled, dims)
 
     @torch.no_grad()

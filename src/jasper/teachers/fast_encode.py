@@ -14,7 +14,7 @@ import copy
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -46,7 +46,7 @@ def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None 
     return batches
 
 
-def pad(ids: list[list[int]], pad_id: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
+def pad(ids: Sequence[Sequence[int] | np.ndarray], pad_id: int, left: bool) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids, attention_mask) int64 arrays, padded on the tokenizer's side to the longest row."""
     width = max(len(row) for row in ids)
     input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)

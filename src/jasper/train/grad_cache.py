@@ -10,8 +10,9 @@ push that gradient through it. The random state of each micro-batch is replayed,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
 from jasper.models.student import Student
@@ -32,23 +33,25 @@ def _restore(state: tuple[torch.Tensor, torch.Tensor | None], device: torch.devi
 
 def cached_step(
     student: Student,
-    texts: list[str],
+    ids: Sequence[Sequence[int] | np.ndarray],
     micro_batch: int,
     loss_of_pooled: LossOfPooled,
     autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> dict[str, torch.Tensor]:
     """Backward of `loss_of_pooled(pooled of all texts)` through the student, micro-batch by micro-batch.
 
+    `ids` are the texts' token ids (`Student.token_ids`).
+
     Returns the loss parts; gradients are left in the parameters (heads and encoder) as one backward
     over the whole batch would leave them.
     """
-    chunks = [texts[start : start + micro_batch] for start in range(0, len(texts), micro_batch)]
+    chunks = [ids[start : start + micro_batch] for start in range(0, len(ids), micro_batch)]
     states, pooled = [], []
     with torch.no_grad():
         for chunk in chunks:
             states.append(_rng_state(student.device))
             with autocast():
-                pooled.append(student.pooled(student.tokenize(chunk)))
+                pooled.append(student.pooled(student.collate(chunk)))
     whole = torch.cat(pooled).detach().requires_grad_(True)  # (B, H)
     parts = loss_of_pooled(whole)
     parts["loss"].backward()
@@ -57,6 +60,6 @@ def cached_step(
         for chunk, state, grad in zip(chunks, states, whole.grad.split(micro_batch), strict=True):
             _restore(state, student.device)
             with autocast():
-                again = student.pooled(student.tokenize(chunk))
+                again = student.pooled(student.collate(chunk))
             again.backward(grad)
     return parts

@@ -19,8 +19,10 @@ from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_
 from jasper.config import RunConfig, StageConfig
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
+from jasper.data.tokens import TokenCache
 from jasper.distributed import Ranks, average_gradients, barrier, gather, local_rows, setup_device
 from jasper.losses import DistillObjective
+from jasper.losses.cuda_graph import GraphedParts, graph_objective_parts
 from jasper.models.student import Student, build_student, save_student
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point, seed_everything
@@ -58,12 +60,32 @@ def make_optimizer(params: list[torch.nn.Parameter], stage: StageConfig, fused: 
     return torch.optim.AdamW(params, lr=stage.lr, weight_decay=stage.weight_decay)
 
 
-def batch_rows(train_rows: np.ndarray, stage_index: int, step: int, batch_size: int, seed: int) -> np.ndarray:
-    """The corpus rows of one step: a seeded shuffle per (stage, epoch), so a resume sees the same batches."""
-    per_epoch = len(train_rows) // batch_size
-    epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, stage_index, epoch]).permutation(len(train_rows))
-    return train_rows[order[position * batch_size : (position + 1) * batch_size]]
+def epoch_order(
+    n_rows: int,
+    stage_index: int,
+    epoch: int,
+    batch_size: int,
+    seed: int,
+    lengths: np.ndarray | None = None,
+    pool: int = 1,
+) -> np.ndarray:
+    """Positions into the training rows for one epoch of a stage, batch after batch: a seeded shuffle.
+
+    With `pool` > 1 (and the rows' token `lengths`), consecutive pools of `pool` batches are sorted by length
+    and cut into batches, and the batches are shuffled: each batch holds texts of similar length (little
+    padding), every row still comes once per epoch, and the order stays a pure function of the seed.
+    """
+    rng = np.random.default_rng([seed, stage_index, epoch])
+    order = rng.permutation(n_rows)
+    if pool <= 1 or lengths is None:
+        return order
+    used = (n_rows // batch_size) * batch_size  # the rows of full batches; the rest wait for the next epoch
+    span = pool * batch_size
+    pools = [order[start : start + span] for start in range(0, used, span)]
+    pools[-1] = pools[-1][: used - span * (len(pools) - 1)]
+    sorted_rows = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
+    batches = sorted_rows.reshape(-1, batch_size)[rng.permutation(used // batch_size)]
+    return np.concatenate([batches.reshape(-1), order[used:]])
 
 
 def _schedule(optimizer: torch.optim.Optimizer, stage: StageConfig, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -93,6 +115,9 @@ class StageRunner:
         self.steps_this_process = 0
         self.ranks = ranks or Ranks()
         self._pooled: np.ndarray | None = None
+        self._tokens: TokenCache | None = None
+        self._graphs: dict[tuple[object, ...], GraphedParts] = {}  # captured objectives, by head shapes
+        self._order: tuple[tuple[int, ...], np.ndarray] = ((), np.zeros(0, dtype=np.int64))  # (key, epoch order)
         self.position = (0, 0)  # (stage index, optimizer steps done in it)
         self.saved: tuple[int, int] | None = None  # where the last checkpoint stands
 
@@ -158,6 +183,13 @@ class StageRunner:
                     shutil.rmtree(old, ignore_errors=True)
         barrier(self.ranks)
 
+    @property
+    def tokens(self) -> TokenCache:
+        """The corpus's token ids, tokenised once on first use (the training step calls no tokenizer)."""
+        if self._tokens is None:
+            self._tokens = TokenCache.build(self.student.token_ids, self.texts, progress=self.ranks.is_main)
+        return self._tokens
+
     def _frozen_pooled(self) -> np.ndarray:
         """Pooled outputs of the (frozen) encoder for the training rows, computed once. (N_train, H)"""
         if self._pooled is None:
@@ -177,7 +209,8 @@ class StageRunner:
                 self.student.head(dim).bias.copy_(bias)
         logger.info("heads %s initialised by ridge regression on %d frozen rows", dims, len(targets))
 
-    def _losses(self, stage: StageConfig) -> dict[int, list[str]]:
+    def stage_losses(self, stage: StageConfig) -> dict[int, list[str]]:
+        """The loss names of each head active in `stage`, FC1 first."""
         fc1 = self.student.head_dims[0]
         return {
             d: list(stage.fc1_losses if d == fc1 else stage.short_head_losses)
@@ -223,27 +256,28 @@ class StageRunner:
             set_rng_state(resume.rng)
         self.student.train(encoder_trains(self.student))
         pooled_cache = self._pooled_cache(stage, total - start)
-        losses = self._losses(stage)
+        losses = self.stage_losses(stage)
         n_trainable = sum(p.numel() for p in params)
         logger.info(
             "stage %d '%s': %d steps, %s trainable parameters", index + 1, stage.name, total, f"{n_trainable:,}"
         )
         bar = progress_bar(total, stage.name, "step", start, not self.ranks.is_main)
         self.position = (index, start)
+        deferred = stage.log_every > 1 and self.engine is None and bool(optimizer.defaults.get("fused"))
+        pending: list[tuple[dict[str, Any], dict[str, torch.Tensor]]] = []
         for step in range(start, total):
             began = time.perf_counter()
-            rows = batch_rows(self.train_rows, index, step, stage.batch_size, self.config.seed)
-            parts = self._step(model, rows, losses, optimizer, pooled_cache, stage.micro_batch_size)
+            rows = self.batch_of(index, stage, step)
+            parts = self.train_step(model, rows, losses, optimizer, pooled_cache, stage.micro_batch_size, deferred)
             scheduler.step()
             record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0]}
-            record |= {k: float(v) for k, v in parts.items()}
-            record["seconds"] = time.perf_counter() - began
-            if self.ranks.is_main:
-                self.log.write(record)
+            pending.append((record | {"seconds": time.perf_counter() - began}, parts))
             self.position = (index, step + 1)
             bar.update(1)
-            bar.set_postfix(loss=f"{record['loss']:.4f}")
-            if (step + 1) % stage.checkpoint_every == 0 and step + 1 < total:
+            checkpoint_due = (step + 1) % stage.checkpoint_every == 0 and step + 1 < total
+            if len(pending) >= stage.log_every or checkpoint_due or step + 1 == total:
+                self._flush(pending, bar)
+            if checkpoint_due:
                 tag = self._save_engine(f"stage{index}-step{step + 1}")
                 state = TrainState(
                     index,
@@ -281,7 +315,18 @@ class StageRunner:
         # the scheduler is jasper's (in last.pt); the engine restores weights and this rank's optimizer shard
         self.engine.load_checkpoint(str(self.deepspeed_dir), tag=resume.deepspeed_tag, load_lr_scheduler_states=False)
 
-    def _step(
+    def batch_of(self, index: int, stage: StageConfig, step: int) -> np.ndarray:
+        """The corpus rows of step `step` of stage `index` (a pure function of the seed: resumes see the same)."""
+        epoch, position = divmod(step, len(self.train_rows) // stage.batch_size)
+        key = (index, epoch, stage.batch_size, stage.length_pool)
+        if self._order[0] != key:  # one shuffle (and sort) per epoch, not per step
+            lengths = self.tokens.lengths[self.train_rows] if stage.length_pool > 1 else None
+            order = epoch_order(len(self.train_rows), *key[:3], self.config.seed, lengths, stage.length_pool)
+            self._order = (key, order)
+        batch = self._order[1][position * stage.batch_size : (position + 1) * stage.batch_size]
+        return self.train_rows[batch]
+
+    def train_step(
         self,
         model: torch.nn.Module,
         rows: np.ndarray,
@@ -289,8 +334,14 @@ class StageRunner:
         optimizer: torch.optim.Optimizer,
         pooled_cache: torch.Tensor | None,
         micro_batch: int | None = None,
+        deferred: bool = False,
     ) -> dict[str, torch.Tensor]:
-        """One optimizer step on the global batch `rows`; this rank embeds its share of them."""
+        """One optimizer step on the global batch `rows`; this rank embeds its share of them.
+
+        The finite check runs before the update. `deferred` (a fused optimizer only) makes it without a host
+        synchronisation: a bad step's update is skipped on the device, and the returned `_diverged` flag is
+        read with the logs (`_flush`), which stops the run there.
+        """
         teacher = self.store.vectors(rows).to(self.device)  # (B, teacher_dim), the global batch
         mine = rows[local_rows(rows, self.ranks)]
         fc1 = self.student.head_dims[0]
@@ -298,6 +349,8 @@ class StageRunner:
         dims = list(dict.fromkeys([*losses, fc1])) if self_target else list(losses)
 
         def loss_of_heads(heads: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
+            if self.config.cuda_graphs and not self_target:
+                return self._graphed(heads, losses)(heads, teacher)
             gathered = {d: gather(v, self.ranks) for d, v in heads.items()}
             # self-distillation: the short heads follow the student's own FC1 vectors, detached
             targets = {d: gathered[fc1].detach() for d in losses if d != fc1} if self_target else None
@@ -309,39 +362,69 @@ class StageRunner:
             return loss_of_heads(heads)
 
         optimizer.zero_grad(set_to_none=True)
-        texts = [self.texts[int(r)] for r in mine]
         if micro_batch and micro_batch < len(mine) and pooled_cache is None:
-            parts = cached_step(self.student, texts, micro_batch, loss_of_pooled, self._autocast)
+            parts = cached_step(self.student, self.tokens.rows(mine), micro_batch, loss_of_pooled, self._autocast)
         else:
             with self._autocast():
                 if pooled_cache is not None:
                     heads = model(None, dims, pooled=pooled_cache[torch.from_numpy(mine).to(self.device)])
                 else:
-                    heads = model(texts, dims)
+                    heads = model(None, dims, ids=self.tokens.rows(mine))
             parts = loss_of_heads(heads)
             if self.engine is not None:
                 self.engine.backward(parts["loss"])
             else:
                 parts["loss"].backward()
-        self._check_finite(parts, optimizer)  # before the step: the weights and the last checkpoint stay good
+        # before the step: the weights and the last checkpoint stay good
+        diverged = self._nonfinite(parts, optimizer)
+        if deferred:
+            optimizer.found_inf = (diverged > 0).float()  # type: ignore[attr-defined]  # fused AdamW skips it
+        elif diverged.item():
+            raise self._diverged(int(diverged.item()), parts)
         if self.engine is not None:
             self.engine.step()
         else:
             if self.ranks.active and model is self.student:
                 average_gradients(self.student, self.ranks)
             optimizer.step()
-        return {k: v.detach() for k, v in parts.items()}
+        return {k: v.detach() for k, v in parts.items()} | {"_diverged": diverged}
 
-    def _check_finite(self, parts: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
-        """Stop with the stage, step and likely cause when the loss or the gradient is not finite."""
-        bad = [name for name, value in parts.items() if not torch.isfinite(value.detach()).all()]
-        what = f"the loss ({', '.join(bad)})" if bad else ""
-        if not bad and self.engine is None:
-            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-            if grads and not torch.isfinite(torch.nn.utils.get_total_norm(grads)):
-                what = "the gradient"
-        if not what:
-            return
+    def _graphed(self, heads: dict[int, torch.Tensor], losses: dict[int, list[str]]) -> GraphedParts:
+        """The objective captured as CUDA graphs for these head shapes (captured once per shape)."""
+        shapes = {d: (int(v.shape[0]), int(v.shape[1])) for d, v in heads.items()}
+        key = (tuple(sorted(shapes.items())), tuple((d, tuple(names)) for d, names in losses.items()))
+        if key not in self._graphs:
+            teacher_shape = (next(iter(shapes.values()))[0], self.store.dim)
+            self._graphs[key] = graph_objective_parts(self.objective, shapes, teacher_shape, losses, self.device)
+        return self._graphs[key]
+
+    def _nonfinite(self, parts: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """On the device, no host sync: 0 when the loss and the gradient are finite, 1 if the loss is not, 2 the
+        gradient."""
+        loss_ok = torch.stack([torch.isfinite(value.detach()).all() for value in parts.values()]).all()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        grad_ok = torch.isfinite(torch.nn.utils.get_total_norm(grads)) if grads and self.engine is None else loss_ok
+        return torch.where(loss_ok, torch.where(grad_ok, 0, 2), 1)
+
+    def _flush(self, pending: list[tuple[dict[str, Any], dict[str, torch.Tensor]]], bar: Any) -> None:
+        """Write the pending steps' log records, reading their loss parts in one host sync; stop at a bad step."""
+        names = [name for name in pending[0][1] if name != "_diverged"]
+        values = torch.stack([torch.stack([p[n].float() for n in [*names, "_diverged"]]) for _, p in pending])
+        here = self.position
+        for (record, parts), row in zip(pending, values.tolist(), strict=True):
+            if row[-1]:
+                self.position = (record["stage_index"], record["step"] - 1)
+                raise self._diverged(int(row[-1]), parts)
+            if self.ranks.is_main:
+                self.log.write(record | dict(zip(names, row[:-1], strict=True)))
+        self.position = here
+        bar.set_postfix(loss=f"{values[-1, names.index('loss')].item():.4f}")
+        pending.clear()
+
+    def _diverged(self, code: int, parts: dict[str, torch.Tensor]) -> TrainingDiverged:
+        """The error for a step whose loss (code 1) or gradient (2) is not finite: stage, step, likely cause."""
+        bad = [name for name, value in parts.items() if name != "_diverged" and not torch.isfinite(value).all()]
+        what = f"the loss ({', '.join(bad)})" if code == 1 else "the gradient"
         index, done = self.position
         stage = self.config.stages[index]
         kept = (
@@ -349,7 +432,7 @@ class StageRunner:
             if self.saved is None
             else f"the checkpoint at stage {self.saved[0] + 1} step {self.saved[1]}"
         )
-        raise TrainingDiverged(
+        return TrainingDiverged(
             f"stage {index + 1} '{stage.name}', step {done + 1}: {what} is not finite (NaN or inf); training stopped "
             f"before the update, {kept} is kept ({self.checkpoint_path}). Likely cause: a learning rate too high "
             f"(this stage's lr is {stage.lr:g}), or non-finite teacher vectors (rows {self._rows_of_step()})"
@@ -358,7 +441,7 @@ class StageRunner:
     def _rows_of_step(self) -> str:
         index, done = self.position
         stage = self.config.stages[index]
-        rows = batch_rows(self.train_rows, index, done, stage.batch_size, self.config.seed)
+        rows = self.batch_of(index, stage, done)
         return f"{rows[:5].tolist()}{'...' if len(rows) > 5 else ''}"
 
     def _pooled_cache(self, stage: StageConfig, steps_left: int) -> torch.Tensor | None:
@@ -392,6 +475,14 @@ def _log_cut_texts(student: Student, texts: list[str]) -> None:
     )
 
 
+def training_student(config: RunConfig, device: torch.device) -> Student:
+    """The run's fresh student on `device`, its encoder compiled when `compile: true`."""
+    student = build_student(config.student).to(device)
+    if config.compile:
+        student.backbone.compile()  # in place: parameter names, checkpoints and exports stay as they are
+    return student
+
+
 def train(config: RunConfig) -> Path:
     """Train the run's student through all stages; returns the folder of the saved student."""
     final = config.run_dir / "student"
@@ -408,7 +499,9 @@ def train(config: RunConfig) -> Path:
             "set student.heads[0] to the teacher dim"
         )
     device, ranks = setup_device(config.device)
-    student = build_student(config.student).to(device)
+    if config.cuda_graphs and (device.type != "cuda" or ranks.active):
+        raise ValueError("cuda_graphs: true needs one CUDA device and one process; set it to false here")
+    student = training_student(config, device)
     if ranks.is_main:
         _log_cut_texts(student, texts)
     StageRunner(config, student, texts, store, ranks).run()
