@@ -1,8 +1,11 @@
-"""Encoding speed and size of a run's models, side by side: every exported head, the initialisation, each teacher.
+"""Encoding speed and size of a run's models, side by side: every exported head (torch fp32, and where
+`jasper export --format onnx --quantize int8` wrote them, ONNX fp32 and ONNX int8), the initialisation, each
+teacher.
 
 All encode the same texts (the run's held-out corpus rows: real lengths), batch 64, after a warm-up; the median
 of `--repeats` timings counts. Parameters are counted on the loaded model (the teachers' C engine: not
-countable, left empty). STS-B test comes from the run's `report.json` when it holds it.
+countable, left empty). STS-B test: from the run's `report.json` for the torch rows, computed here (the same
+pairs and metric) for the ONNX rows.
 
     python benchmarks/encode.py configs/wiki.yaml [--repeats 3]
 Writes benchmarks/results/encode.json: [{run, model, dim, backend, precision, device, params, texts_per_s, sts_b}],
@@ -40,6 +43,25 @@ def timed(encode: Callable[[list[str]], object], texts: list[str], repeats: int)
     return len(texts) / statistics.median(seconds)
 
 
+def onnx_rows(folder: Path, sample: list[str], repeats: int, stsb_dir: str | None, add: Callable[..., None]) -> None:
+    """Rows for the head's ONNX fp32 and int8 copies, where they exist: speed and STS-B test."""
+    from jasper.eval.metrics import sts_spearman
+    from jasper.eval.sts import stsb_split
+    from jasper.export.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder
+
+    pairs, _ = stsb_split("test", stsb_dir)
+    for file, precision in ((FP32_FILE, "fp32"), (INT8_FILE, "int8")):
+        if not (folder / file).is_file():
+            continue
+        embedder = OnnxEmbedder(folder, file)
+        rate = timed(lambda t, e=embedder: e.encode(t, BATCH), sample, repeats)
+        score = None
+        if pairs is not None:
+            score = sts_spearman(embedder.encode(pairs.left), embedder.encode(pairs.right), pairs.scores)
+        add("student", embedder.dims[0], None, rate, "onnx", precision, score)
+        print(f"   onnx {precision} file: {(folder / file).stat().st_size / 2**20:.1f} MB")
+
+
 def count(module: torch.nn.Module) -> int:
     """Parameters of a torch module."""
     return sum(p.numel() for p in module.parameters())
@@ -66,10 +88,22 @@ def main() -> None:
     device = f"cpu ({torch.get_num_threads()} threads)"
     found = []
 
-    def add(model: str, dim: int, params: int | None, rate: float) -> None:
-        found.append({"run": config.name, "model": model, "dim": dim, "backend": "torch", "precision": "fp32"})
-        found[-1].update(device=device, params=params, texts_per_s=round(rate, 1), sts_b=sts.get((model, dim)))
-        print(f"{model:>10} {dim:>5}  params {params or 0:>12,}  {rate:8.1f} texts/s  STS-B {sts.get((model, dim))}")
+    def add(
+        model: str,
+        dim: int,
+        params: int | None,
+        rate: float,
+        backend: str = "torch",
+        precision: str = "fp32",
+        sts_b: float | None = None,
+    ) -> None:
+        score = sts.get((model, dim)) if sts_b is None else sts_b
+        found.append({"run": config.name, "model": model, "dim": dim, "backend": backend, "precision": precision})
+        found[-1].update(device=device, params=params, texts_per_s=round(rate, 1), sts_b=score)
+        print(
+            f"{model:>10} {dim:>5} {backend:>5} {precision}  params {params or 0:>12,}  {rate:8.1f} texts/s",
+            f"STS-B {score}",
+        )
 
     from sentence_transformers import SentenceTransformer
 
@@ -77,6 +111,7 @@ def main() -> None:
         model = SentenceTransformer(str(folder), device="cpu")
         rate = timed(lambda t, m=model: m.encode(t, batch_size=BATCH), sample, args.repeats)
         add("student", int(folder.name[4:]), count(model), rate)
+        onnx_rows(folder, sample, args.repeats, config.eval.stsb_dir, add)
     from jasper.models.student import build_student
 
     init = build_student(config.student)

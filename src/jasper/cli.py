@@ -127,6 +127,9 @@ def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = Tru
         plot_loss_parts(TrainLog(run_dir / "train_log.jsonl").read(), run_dir / "plots" / "loss_parts.png"),
     ]
     write_markdown(run_dir / "report.md", title, rows, notes, [p for p in plots if p])
+    from jasper.export.card import write_cards
+
+    write_cards(config, sorted((run_dir / "export").glob("dim-*")))  # the cards get this evaluation's table
     print_table(rows, notes, title=title)
     logger.info("report: %s and %s", run_dir / "report.md", run_dir / "report.json")
 
@@ -199,9 +202,12 @@ def _trained_student(config: RunConfig) -> Any:
 
 
 def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
+    from jasper.export.card import write_cards
     from jasper.export.sentence_transformers import export_all
 
-    return export_all(_trained_student(config), dims, out)
+    paths = export_all(_trained_student(config), dims, out)
+    write_cards(config, paths)
+    return paths
 
 
 @app.command()
@@ -210,24 +216,93 @@ def export(
     run: ConfigArg,
     dim: Annotated[list[int] | None, typer.Option(help="head dim to export (repeatable); default: every head")] = None,
     out: Annotated[Optional[Path], typer.Option(help="output folder; default <run>/export")] = None,  # noqa: UP045
+    push_to_hub: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--push-to-hub", help="upload the exported head to this Hugging Face repo (needs --dim with several)"
+        ),
+    ] = None,
+    private: Annotated[bool, typer.Option(help="with --push-to-hub: create the repo private")] = False,
+    format: Annotated[  # noqa: A002
+        str, typer.Option("--format", help="sentence-transformers (always), plus onnx: onnx/model.onnx per head")
+    ] = "sentence-transformers",
+    quantize: Annotated[
+        Optional[str], typer.Option(help="with --format onnx: int8 adds a dynamically quantized copy")  # noqa: UP045
+    ] = None,
     overrides: Overrides = None,
 ) -> None:
-    """Write sentence-transformers folders for the chosen heads."""
+    """Write sentence-transformers folders (with model cards) for the chosen heads; optionally upload one."""
     config = _config(run, overrides)
     dims = dim or config.export.dims or config.student.heads
+    if push_to_hub and len(dims) != 1:
+        raise ValueError(f"--push-to-hub uploads one head: choose it with --dim (heads: {dims})")
+    if format not in ("sentence-transformers", "onnx") or (quantize and format != "onnx"):
+        raise ValueError(f"--format {format} --quantize {quantize}: use --format onnx [--quantize int8]")
     with _run(config, record=False):
-        _export_dims(config, dims, out)
+        paths = _export_dims(config, dims, out)
+        if format == "onnx":
+            from jasper.export.onnx import export_onnx
+
+            for path in paths:
+                for written in export_onnx(path, quantize):
+                    logger.info("wrote %s", written)
+    if push_to_hub:
+        from jasper.export.hub import push_folder
+
+        url = push_folder(paths[0], push_to_hub, private)
+        logger.info("uploaded %s to %s", paths[0], url)
 
 
-def _export_dims(config: RunConfig, dims: list[int], out: Path | None) -> None:
+def _export_dims(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
     if out is not None and len(dims) == 1:
+        from jasper.export.card import write_cards
         from jasper.export.sentence_transformers import export_head
 
         paths = [export_head(_trained_student(config), dims[0], out)]
+        write_cards(config, paths)
     else:
         paths = _export(config, dims, out or config.run_dir / "export")
     for path in paths:
         logger.info("wrote %s", path)
+    return paths
+
+
+@app.command()
+@_guard
+def serve(
+    model: Annotated[
+        str, typer.Argument(help="run folder (every head), export folder, or sentence-transformers folder")
+    ],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key_env: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="name of an environment variable holding the bearer key clients must send"),
+    ] = None,
+    name: Annotated[Optional[str], typer.Option(help="the model name clients ask for; default the run's")] = None,  # noqa: UP045
+    max_batch: Annotated[int, typer.Option(help="texts embedded together (dynamic batching)")] = 256,
+    max_wait_ms: Annotated[float, typer.Option(help="how long a request waits for others to batch with")] = 5.0,
+    max_inputs: Annotated[int, typer.Option(help="texts per request")] = 2048,
+    max_body_mb: Annotated[float, typer.Option(help="request body limit, MiB")] = 8.0,
+    backend: Annotated[str, typer.Option(help="torch, or onnx: the exported heads' ONNX copies")] = "torch",
+    quantized: Annotated[bool, typer.Option(help="with --backend onnx: the int8 copies")] = False,
+) -> None:
+    """Serve an OpenAI-compatible embeddings API (POST /v1/embeddings, GET /v1/models, GET /health)."""
+    try:
+        from jasper.serve import Limits
+        from jasper.serve import serve as run_server
+    except ImportError as missing:  # without the serve extra: one line saying what to install
+        raise ValueError(str(missing)) from None
+
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"--backend {backend}: choose torch or onnx")
+    limits = Limits(max_inputs, int(max_body_mb * 2**20), max_batch, max_wait_ms)
+    onnx_file = None
+    if backend == "onnx":
+        from jasper.export.onnx import FP32_FILE, INT8_FILE
+
+        onnx_file = INT8_FILE if quantized else FP32_FILE
+    run_server(model, host, port, api_key_env, limits, name, backend, onnx_file)
 
 
 @app.command()

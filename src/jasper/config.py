@@ -223,6 +223,9 @@ class ExportConfig(_Strict):
     """Which head dims to export as sentence-transformers folders (None = every head)."""
 
     dims: list[int] | None = None
+    # the licence written into each exported head's model card (a Hugging Face licence id, e.g. apache-2.0);
+    # unset, the card says the base model's and the teachers' terms apply
+    license: str | None = None
 
 
 class RunConfig(_Strict):

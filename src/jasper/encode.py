@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +28,12 @@ def resolve_student_dir(target: str | Path) -> Path | None:
             return student
         raise FileNotFoundError(f"config '{path}' has no trained student at '{student}': run `jasper train` first")
     return None
+
+
+def model_dim(model: Any) -> int:
+    """A SentenceTransformer's output dim (sentence-transformers renamed the method in 6.x)."""
+    method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return int(method() or 0)
 
 
 def encode_texts(
@@ -52,7 +59,7 @@ def encode_texts(
     from jasper.assets import resolve_model
 
     model = SentenceTransformer(resolve_model(target), device="cpu")
-    own = int(model.get_sentence_embedding_dimension() or 0)
+    own = model_dim(model)
     if dim is not None and dim != own:
         _check_truncation(target, own, dim, truncate)
         model.truncate_dim = dim

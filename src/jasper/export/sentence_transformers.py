@@ -55,34 +55,11 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
 
 
 def _write_jasper_notes(folder: Path, student: Student, dim: int) -> None:
-    """`jasper_head.json` (which head of which heads) and a section of the model card on loading it."""
+    """`jasper_head.json`: which head of which heads this folder is (the run's model card comes after)."""
     from importlib.metadata import version
 
     meta = {"dim": dim, "heads": student.head_dims, "head_mode": student.head_mode, "jasper": version("jasper-distill")}
     (folder / JASPER_EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    kind = (
-        "FC1, the head fitted to the teachers' concatenated vectors" if dim == student.head_dims[0] else "a short head"
-    )
-    card = folder / "README.md"
-    text = card.read_text(encoding="utf-8") if card.is_file() else ""
-    card.write_text(
-        text
-        + f"""
-## Distilled with jasper
-
-The {dim}-d head ({kind}) of a jasper student with heads {student.head_dims} ({student.head_mode}).
-Loading it needs **sentence-transformers >= {ST_FLOOR}**: `modules.json` names the module classes by their
-6.x paths (`sentence_transformers.base.modules...`), which older releases lack.
-
-```python
-from sentence_transformers import SentenceTransformer
-
-model = SentenceTransformer("path/to/this/folder")
-vectors = model.encode(["a sentence"])  # ({dim},) per text, L2-normalised
-```
-""",
-        encoding="utf-8",
-    )
 
 
 @torch.no_grad()

@@ -1,0 +1,176 @@
+"""The model card (`README.md`) of an exported head, in the Hugging Face / sentence-transformers format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from jasper.config import RunConfig
+from jasper.data.store import read_manifest
+from jasper.encode import JASPER_EXPORT_META
+from jasper.export.sentence_transformers import ST_FLOOR
+
+# licences of the built-in corpora and the shared data; other sources: the user's to state
+KNOWN_CORPUS_LICENCES = {
+    "gensim-sample": "LGPL-2.1 (gensim's test data: Wikipedia and ABC news sentences)",
+    "wiki": "CC BY-SA 4.0 (Wikipedia text)",
+}
+
+
+def corpus_description(config: RunConfig) -> tuple[str, str]:
+    """(what the corpus is, its licence) as far as jasper can tell."""
+    corpus = config.corpus
+    if corpus.source is not None:
+        return f"built-in `{corpus.source}`", KNOWN_CORPUS_LICENCES.get(corpus.source, "see the source")
+    names = [s.path or s.dataset or "" for s in corpus.source_list()]
+    licences = sorted({KNOWN_CORPUS_LICENCES["wiki"] for n in names if "wiki" in n.lower()})
+    licence = "; ".join(licences) if licences else "not recorded: state the licence of the source texts"
+    return ", ".join(f"`{n}`" for n in names), licence
+
+
+def _rows_of_head(report: dict[str, Any] | None, dim: int) -> list[dict[str, Any]]:
+    return [r for r in (report or {}).get("rows", []) if r.get("model") == "student" and r.get("dim") == dim]
+
+
+def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, Any] | None, texts: int | None) -> str:
+    """The card's Markdown, YAML metadata first."""
+    student = config.student
+    license_id = config.export.license or "other"
+    metadata = {
+        "library_name": "sentence-transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": ["sentence-transformers", "feature-extraction", "sentence-similarity", "jasper", "distillation"],
+        "base_model": student.model,
+        "license": license_id,
+    }
+    kind = "FC1, fitted to the teachers' concatenated vectors" if dim == heads[0] else "a short head"
+    layers = "all layers" if student.keep_layers is None else f"layers {student.keep_layers}"
+    corpus, corpus_licence = corpus_description(config)
+    size = (
+        f"{texts:,} texts" if texts else f"up to {config.corpus.max_texts:,} texts" if config.corpus.max_texts else "?"
+    )
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False).strip(),
+        "---",
+        "",
+        f"# {config.name} ({dim}-d)",
+        "",
+        f"A small text-embedding model distilled with jasper from {len(config.teachers)} "
+        f"teacher(s), following *Jasper and Stella* (arXiv 2412.19048). This folder is the {dim}-d head ({kind}) "
+        f"of a student with heads {heads}; every vector is L2-normalised.",
+        "",
+        "## Model",
+        "",
+        f"- Base model: `{student.model}`, {layers} kept, mean pooling, max length {student.max_length} tokens "
+        "(longer texts are cut)",
+        f"- Head: `Linear(hidden -> {dim})`, then `Normalize`",
+        "",
+        "## Teachers",
+        "",
+        "| name | model | backend | prompt |",
+        "|---|---|---|---|",
+        *[
+            f"| {t.name} | `{t.model}` | {t.backend} | {f'`{t.prompt}`' if t.prompt else '(none)'} |"
+            for t in config.teachers
+        ],
+        "",
+        "Each teacher's vectors are L2-normalised, concatenated in this order and normalised again: the target of "
+        f"FC1 ({heads[0]} dims).",
+        "",
+        "## Training",
+        "",
+        f"- Corpus: {corpus}, {size}; licence: {corpus_licence}",
+        f"- Losses: cosine x {config.loss.cosine:g}, similarity x {config.loss.similarity:g}, relative-similarity "
+        f"ranking x {config.loss.resim:g} (margin {config.loss.margin:g}); short heads: similarity + ranking",
+        "",
+        "| stage | trains | heads | lr | batch | steps |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {s.name} | {s.train}{f' (last {s.last_layers})' if s.last_layers else ''} | {s.heads} | {s.lr:g} | "
+            f"{s.batch_size} | {s.steps if s.steps is not None else f'{s.epochs} epochs'} |"
+            for s in config.stages
+        ],
+        "",
+        "## Evaluation",
+        "",
+        *_evaluation(report, dim),
+        "",
+        "## Usage",
+        "",
+        f"Needs **sentence-transformers >= {ST_FLOOR}** (`modules.json` names the 6.x module paths).",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'model = SentenceTransformer("path/to/this/folder")',
+        f'vectors = model.encode(["a sentence", "another one"])  # (2, {dim}), unit length',
+        "```",
+        "",
+        "As an OpenAI-compatible endpoint (`jasper serve` serves every head of a run from one process):",
+        "",
+        "```bash",
+        f"jasper serve path/to/this/folder --name {config.name} --port 8000",
+        "```",
+        "",
+        "```python",
+        "from openai import OpenAI",
+        "",
+        'client = OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="unused")',
+        f'out = client.embeddings.create(model="{config.name}", input=["a sentence"], dimensions={dim})',
+        "```",
+        "",
+        "`jasper export RUN --format onnx --quantize int8` adds `onnx/model.onnx` and its int8 copy "
+        "`onnx/model_qint8_avx512_vnni.onnx` (sentence-transformers' ONNX layout), which "
+        "`jasper serve FOLDER --backend onnx [--quantized]` serves with ONNX Runtime.",
+        "",
+        "## Licence",
+        "",
+        _licence_text(config.export.license, student.model),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _evaluation(report: dict[str, Any] | None, dim: int) -> list[str]:
+    rows = _rows_of_head(report, dim)
+    if not rows:
+        return ["Not evaluated yet: `jasper eval RUN` writes the table into this card."]
+    table = ["| task | score |", "|---|---:|"]
+    table += [f"| {r['task']} | {r['score']:.2f} |" for r in rows]
+    return ["Scores x 100 (teacher-cosine as is), from the run's `report.json`:", "", *table]
+
+
+def _licence_text(license_id: str | None, base: str) -> str:
+    if license_id:
+        return f"`{license_id}` (set by the run's `export.license`)."
+    return (
+        "Not set (`export.license` in the run's config): the weights derive from "
+        f"`{base}` and were trained on the teachers' outputs, whose licences and terms apply."
+    )
+
+
+def corpus_rows(config: RunConfig) -> int | None:
+    """How many texts the run's teachers encoded (from the store's manifest), if it is there."""
+    manifest = read_manifest(config.store_dir / config.teachers[0].name)
+    return int(manifest["rows"]) if manifest and manifest.get("rows") else None
+
+
+def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
+    """Write (or refresh, after evaluation) the card of each exported head folder."""
+    report_path = config.run_dir / "report.json"
+    report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else None
+    texts = corpus_rows(config)
+    written = []
+    for folder in folders:
+        meta_path = Path(folder) / JASPER_EXPORT_META
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        card = Path(folder) / "README.md"
+        card.write_text(model_card(config, int(meta["dim"]), list(meta["heads"]), report, texts), encoding="utf-8")
+        written.append(card)
+    return written

@@ -1,0 +1,53 @@
+"""ONNX and int8 copies of exported heads: parity with the sentence-transformers folder, and serving them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jasper.config import StudentConfig
+from jasper.export.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder, export_onnx
+from jasper.export.sentence_transformers import export_all
+from jasper.models.student import build_student
+from jasper.serve import load_embedder
+
+TEXTS = ["the cat saw a dog", "music", "an old king wrote a long book about the war", "a red bird"]
+
+
+@pytest.fixture(scope="module")
+def export_dir(tiny_bert, tmp_path_factory):
+    student = build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_length=8))
+    folder = tmp_path_factory.mktemp("onnx") / "export"
+    for path in export_all(student, [12, 6], folder):
+        written = export_onnx(path, quantize="int8")
+        assert [p.relative_to(path).as_posix() for p in written] == [FP32_FILE, INT8_FILE]
+    return folder
+
+
+@pytest.mark.parametrize("dim", [12, 6])
+def test_onnx_head_gives_the_sentence_transformers_vectors(export_dir, dim):
+    from sentence_transformers import SentenceTransformer
+
+    folder = export_dir / f"dim-{dim}"
+    expected = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    found = OnnxEmbedder(folder).encode(TEXTS)
+    assert found.shape == (4, dim) and np.abs(found - expected).max() <= 1e-5
+    quantized = OnnxEmbedder(folder, INT8_FILE).encode(TEXTS)
+    cosines = (quantized * expected).sum(axis=1)
+    assert quantized.shape == (4, dim) and cosines.min() > 0.9  # int8 weights: close, not equal
+
+
+def test_serving_the_onnx_heads(export_dir):
+    served = load_embedder(export_dir, backend="onnx")
+    assert served.dims == [12, 6]
+    out = served.embed(TEXTS, [6, 12])
+    torch_served = load_embedder(export_dir)
+    reference = torch_served.embed(TEXTS, [6])[6]
+    assert np.abs(out[6] - reference).max() <= 1e-5 and out[12].shape == (4, 12)
+
+
+def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):
+    student = build_student(StudentConfig(model=str(tiny_bert), heads=[6], max_length=8))
+    (path,) = export_all(student, [6], tmp_path)
+    with pytest.raises(FileNotFoundError, match="--format onnx"):
+        OnnxEmbedder(path)
