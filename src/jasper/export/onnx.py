@@ -130,6 +130,8 @@ class OnnxEmbedder:
         if not (folder / file).is_file():
             raise FileNotFoundError(f"'{folder / file}' does not exist: run `jasper export RUN --format onnx` first")
         options = ort.SessionOptions()
+        # no busy-waiting between runs: the tokenizer runs there, on the same cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
