@@ -90,3 +90,35 @@ def test_push_to_hub_offline_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(jasper.hub, "offline_mode", lambda: True)
     with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1 is set; .* can be uploaded later"):
         push_folder(tmp_path, "me/tiny")
+
+
+def test_cli_export_onnx_int8_with_cards_and_push_refusals(tiny_bert, corpus_file, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from jasper.models.student import save_student
+
+    data = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")
+    config = build_config(data)
+    save_student(build_student(config.student), config.run_dir / "student")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "HF_HUB_OFFLINE": "1"}
+
+    def jasper(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "jasper", *args]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+    done = jasper("export", str(path), "--dim", "6", "--format", "onnx", "--quantize", "int8")
+    assert done.returncode == 0, done.stderr
+    head = config.run_dir / "export" / "dim-6"
+    assert (head / "onnx" / "model.onnx").is_file() and (head / "onnx" / "model_qint8_avx512_vnni.onnx").is_file()
+    assert "# tiny (6-d)" in (head / "README.md").read_text()
+    for args, said in (
+        (("--push-to-hub", "me/x"), "uploads one head: choose it with --dim"),
+        (("--dim", "6", "--quantize", "int8"), "use --format onnx [--quantize int8]"),
+        (("--dim", "6", "--push-to-hub", "me/x"), "can be uploaded later"),
+    ):
+        refused = jasper("export", str(path), *args)
+        assert refused.returncode == 2 and said in " ".join(refused.stderr.split()), refused.stderr
