@@ -1,6 +1,6 @@
 """Every speed path of the training step gives what the plain path gives: tokenisation ahead of time,
-length groups, length-bucketed batches, deferred host syncs, the fused optimizer, torch.compile and the
-CUDA-graph objective."""
+length groups, length-bucketed batches, deferred host syncs, the fused optimizer, the frozen encoder's pooled
+cache, torch.compile and the CUDA-graph objective."""
 
 from __future__ import annotations
 
@@ -230,3 +230,27 @@ def test_a_killed_length_pool_run_resumes_onto_the_same_batches(tiny_bert, corpu
         a = load_file(str(tmp_path / "runs" / "whole" / "student" / file))
         b = load_file(str(tmp_path / "runs" / "killed" / "student" / file))
         assert all(torch.equal(a[k], b[k]) for k in a), file
+
+
+def test_pooled_cache_of_a_frozen_encoder_gives_the_plain_step(tiny_bert, corpus_file, tmp_path):
+    config = build_config(tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs"))
+    texts = helpers.sentences(120)
+    student = build_student(config.student)
+    runner = StageRunner(config, student, texts, NanTeacher(len(texts), 12, bad_call=-1))  # type: ignore[arg-type]
+    stage = config.stages[0]  # heads only: the encoder is frozen, its pooled outputs can be computed once
+    params = apply_stage(student, stage)
+    student.train(False)
+    start = {k: v.clone() for k, v in student.state_dict().items()}
+    cache = runner._pooled_cache(stage, steps_left=10**6)
+    assert cache is not None
+    results = []
+    for pooled in (None, cache):
+        student.load_state_dict(start)
+        optimizer = make_optimizer(params, stage)
+        rows = runner.batch_of(0, stage, 0)
+        parts = runner.train_step(student, rows, runner.stage_losses(stage), optimizer, pooled)
+        results.append((parts["loss"], [p.grad.clone() for p in params]))
+    (loss, grads), (cached_loss, cached_grads) = results
+    torch.testing.assert_close(cached_loss, loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(cached_grads, grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
