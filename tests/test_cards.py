@@ -35,7 +35,7 @@ def test_card_has_metadata_teachers_training_usage_and_then_the_evaluation(tiny_
     meta = _front_matter(card)
     assert meta["library_name"] == "sentence-transformers" and meta["base_model"] == str(tiny_bert)
     assert meta["license"] == "other" and "Not set (`export.license`" in card
-    assert "| ta | `helpers:teacher_a` | callable |" in card and "| tb |" in card
+    assert "| ta | `helpers:teacher_a` | callable | ? | (none) |" in card and "| tb |" in card  # no store: dim unknown
     assert "layers [0, 1] kept" in card and "max length 16 tokens" in card
     assert "| s1 | heads |" in card and "| s2 | last_layers (last 1) |" in card
     assert "dimensions=6)" in card and "jasper serve" in card and "SentenceTransformer(" in card

@@ -71,10 +71,11 @@ def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, 
         "",
         "## Teachers",
         "",
-        "| name | model | backend | prompt |",
-        "|---|---|---|---|",
+        "| name | model | backend | dim | prompt |",
+        "|---|---|---|---:|---|",
         *[
-            f"| {t.name} | `{t.model}` | {t.backend} | {f'`{t.prompt}`' if t.prompt else '(none)'} |"
+            f"| {t.name} | `{t.model}` | {t.backend} | {_teacher_dim(config, t.name)} | "
+            f"{f'`{t.prompt}`' if t.prompt else '(none)'} |"
             for t in config.teachers
         ],
         "",
@@ -133,6 +134,12 @@ def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, 
         "",
     ]
     return "\n".join(lines)
+
+
+def _teacher_dim(config: RunConfig, name: str) -> str:
+    """A teacher's output dim, from its store's manifest ('?' when the store is not at hand)."""
+    manifest = read_manifest(config.store_dir / name)
+    return str(manifest["dim"]) if manifest and manifest.get("dim") else "?"
 
 
 def _evaluation(report: dict[str, Any] | None, dim: int) -> list[str]:
