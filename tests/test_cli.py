@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,21 @@ from conftest import tiny_config_dict
 TESTS = Path(__file__).parent
 
 
+def _default_sigint() -> None:
+    # a shell's background job starts with SIGINT ignored, and Python then never turns it into
+    # KeyboardInterrupt: the Ctrl-C test needs the default, wherever the suite is launched from
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _jasper(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "jasper", *args], capture_output=True, text=True, env=full_env, timeout=600
+        [sys.executable, "-m", "jasper", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=600,
+        preexec_fn=_default_sigint,
     )
 
 
