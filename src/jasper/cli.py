@@ -201,11 +201,13 @@ def _trained_student(config: RunConfig) -> Any:
     return load_student(student_dir)
 
 
-def _export(config: RunConfig, dims: list[int], out: Path) -> list[Path]:
+def _export(config: RunConfig, dims: list[int], out: Path, into: bool = False) -> list[Path]:
+    """Export the heads `dims` under `out` (`dim-<D>/` each), or the one head into `out` itself, with cards."""
     from jasper.export.card import write_cards
-    from jasper.export.sentence_transformers import export_all
+    from jasper.export.sentence_transformers import export_all, export_head
 
-    paths = export_all(_trained_student(config), dims, out)
+    student = _trained_student(config)
+    paths = [export_head(student, dims[0], out)] if into else export_all(student, dims, out)
     write_cards(config, paths)
     return paths
 
@@ -254,14 +256,7 @@ def export(
 
 
 def _export_dims(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
-    if out is not None and len(dims) == 1:
-        from jasper.export.card import write_cards
-        from jasper.export.sentence_transformers import export_head
-
-        paths = [export_head(_trained_student(config), dims[0], out)]
-        write_cards(config, paths)
-    else:
-        paths = _export(config, dims, out or config.run_dir / "export")
+    paths = _export(config, dims, out or config.run_dir / "export", into=out is not None and len(dims) == 1)
     for path in paths:
         logger.info("wrote %s", path)
     return paths

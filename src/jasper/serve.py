@@ -51,6 +51,11 @@ class Embedder(Protocol):
         ...
 
 
+def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token count of each text before truncation (special tokens included)."""
+    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+
+
 class StudentEmbedder:
     """A run's saved student: one encoder pass serves every head."""
 
@@ -62,7 +67,7 @@ class StudentEmbedder:
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Token count of each text before truncation."""
-        return [len(ids) for ids in self.student.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+        return token_counts(self.student.tokenizer, texts)
 
     def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
         """Vectors at each dim, from one pass of the encoder."""
@@ -84,7 +89,7 @@ class FolderEmbedder:
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Token count of each text before truncation."""
-        return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+        return token_counts(self.tokenizer, texts)
 
     def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
         """Vectors at each dim, each from its own model."""

@@ -12,6 +12,7 @@ from jasper.config import RunConfig
 from jasper.data.store import read_manifest
 from jasper.encode import JASPER_EXPORT_META
 from jasper.export.sentence_transformers import ST_FLOOR
+from jasper.io import atomic_write_text
 
 # licences of the built-in corpora and the shared data; other sources: the user's to state
 KNOWN_CORPUS_LICENCES = {
@@ -35,8 +36,10 @@ def _rows_of_head(report: dict[str, Any] | None, dim: int) -> list[dict[str, Any
     return [r for r in (report or {}).get("rows", []) if r.get("model") == "student" and r.get("dim") == dim]
 
 
-def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, Any] | None, texts: int | None) -> str:
-    """The card's Markdown, YAML metadata first."""
+def model_card(
+    config: RunConfig, dim: int, heads: list[int], report: dict[str, Any] | None, stores: dict[str, dict[str, Any]]
+) -> str:
+    """The card's Markdown, YAML metadata first; `stores`: the teachers' store manifests found, by name."""
     student = config.student
     license_id = config.export.license or "other"
     metadata = {
@@ -49,6 +52,7 @@ def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, 
     kind = "FC1, fitted to the teachers' concatenated vectors" if dim == heads[0] else "a short head"
     layers = "all layers" if student.keep_layers is None else f"layers {student.keep_layers}"
     corpus, corpus_licence = corpus_description(config)
+    texts = next((int(m["rows"]) for m in stores.values() if m.get("rows")), None)
     size = (
         f"{texts:,} texts" if texts else f"up to {config.corpus.max_texts:,} texts" if config.corpus.max_texts else "?"
     )
@@ -74,7 +78,7 @@ def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, 
         "| name | model | backend | dim | prompt |",
         "|---|---|---|---:|---|",
         *[
-            f"| {t.name} | `{t.model}` | {t.backend} | {_teacher_dim(config, t.name)} | "
+            f"| {t.name} | `{t.model}` | {t.backend} | {stores.get(t.name, {}).get('dim') or '?'} | "
             f"{f'`{t.prompt}`' if t.prompt else '(none)'} |"
             for t in config.teachers
         ],
@@ -136,12 +140,6 @@ def model_card(config: RunConfig, dim: int, heads: list[int], report: dict[str, 
     return "\n".join(lines)
 
 
-def _teacher_dim(config: RunConfig, name: str) -> str:
-    """A teacher's output dim, from its store's manifest ('?' when the store is not at hand)."""
-    manifest = read_manifest(config.store_dir / name)
-    return str(manifest["dim"]) if manifest and manifest.get("dim") else "?"
-
-
 def _evaluation(report: dict[str, Any] | None, dim: int) -> list[str]:
     rows = _rows_of_head(report, dim)
     if not rows:
@@ -160,17 +158,12 @@ def _licence_text(license_id: str | None, base: str) -> str:
     )
 
 
-def corpus_rows(config: RunConfig) -> int | None:
-    """How many texts the run's teachers encoded (from the store's manifest), if it is there."""
-    manifest = read_manifest(config.store_dir / config.teachers[0].name)
-    return int(manifest["rows"]) if manifest and manifest.get("rows") else None
-
-
 def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
     """Write (or refresh, after evaluation) the card of each exported head folder."""
     report_path = config.run_dir / "report.json"
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else None
-    texts = corpus_rows(config)
+    manifests = {t.name: read_manifest(config.store_dir / t.name) for t in config.teachers}
+    stores = {name: manifest for name, manifest in manifests.items() if manifest}
     written = []
     for folder in folders:
         meta_path = Path(folder) / JASPER_EXPORT_META
@@ -178,6 +171,6 @@ def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
             continue
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         card = Path(folder) / "README.md"
-        card.write_text(model_card(config, int(meta["dim"]), list(meta["heads"]), report, texts), encoding="utf-8")
+        atomic_write_text(card, model_card(config, int(meta["dim"]), list(meta["heads"]), report, stores))
         written.append(card)
     return written

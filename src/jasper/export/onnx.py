@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from jasper.eval.metrics import normalize_rows
+
 logger = logging.getLogger(__name__)
 FP32_FILE = "onnx/model.onnx"
 INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"  # sentence-transformers' name for this quantization
@@ -117,11 +119,10 @@ def _check_parity(model: Any, tokenizer: Any, names: list[str], path: Path, ort:
 
 class OnnxEmbedder:
     """One exported head run by ONNX Runtime: the ONNX encoder, then the folder's mean pooling, Dense and
-    normalisation in numpy (what sentence-transformers' ONNX backend does)."""
+    normalisation in numpy (what sentence-transformers' ONNX backend does). `jasper serve` wraps it in a
+    `FolderEmbedder`."""
 
-    def __init__(
-        self, folder: Path, file: str = FP32_FILE, name: str | None = None, threads: int | None = None
-    ) -> None:
+    def __init__(self, folder: Path, file: str = FP32_FILE) -> None:
         from safetensors.numpy import load_file
         from transformers import AutoTokenizer
 
@@ -132,8 +133,6 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         # no busy-waiting between runs: the tokenizer runs there, on the same cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -144,12 +143,7 @@ class OnnxEmbedder:
         dense = next(m["path"] for m in modules if m["type"].endswith("Dense"))
         weights = load_file(str(folder / dense / "model.safetensors"))
         self.weight, self.bias = weights["linear.weight"], weights.get("linear.bias")
-        self.name = name or folder.name
         self.dims = [int(self.weight.shape[0])]
-
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Token count of each text before truncation."""
-        return [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised vectors of `texts`, in order. (N, dim)"""
@@ -164,9 +158,5 @@ class OnnxEmbedder:
             mask = batch["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
             vectors = pooled @ self.weight.T + (self.bias if self.bias is not None else 0.0)
-            out[rows] = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            out[rows] = normalize_rows(vectors)
         return out
-
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
-        """The server's call: this head's vectors."""
-        return {self.dims[0]: self.encode(texts)}

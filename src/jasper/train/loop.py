@@ -81,8 +81,7 @@ def epoch_order(
         return order
     used = (n_rows // batch_size) * batch_size  # the rows of full batches; the rest wait for the next epoch
     span = pool * batch_size
-    pools = [order[start : start + span] for start in range(0, used, span)]
-    pools[-1] = pools[-1][: used - span * (len(pools) - 1)]
+    pools = [order[start : min(start + span, used)] for start in range(0, used, span)]
     sorted_rows = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
     batches = sorted_rows.reshape(-1, batch_size)[rng.permutation(used // batch_size)]
     return np.concatenate([batches.reshape(-1), order[used:]])
