@@ -195,3 +195,23 @@ def test_the_openai_client_gets_the_sentence_transformers_vectors(run_dir):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("--api-key-env", "JASPER_TEST_NO_SUCH_KEY"), "the environment variable JASPER_TEST_NO_SUCH_KEY is not set"),
+        (("--backend", "tensorrt"), "--backend tensorrt: choose torch or onnx"),
+        (("--backend", "onnx"), "run `jasper export RUN --format onnx` first"),
+    ],
+)
+def test_serve_command_refuses_bad_settings_in_one_line(run_dir, args, said):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "JASPER_TEST_NO_SUCH_KEY"} | {"HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "-m", "jasper", "serve", str(run_dir), "--port", str(_free_port()), *args]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert said in " ".join(done.stderr.split())

@@ -254,3 +254,13 @@ def test_pooled_cache_of_a_frozen_encoder_gives_the_plain_step(tiny_bert, corpus
     torch.testing.assert_close(cached_loss, loss, rtol=1e-5, atol=1e-6)
     for got, want in zip(cached_grads, grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_cuda_graphs_are_refused_without_cuda(tiny_bert, corpus_file, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    data = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs", cuda_graphs=True)
+    config = build_config(data)
+    teach(config)
+    with pytest.raises(ValueError, match="cuda_graphs: true needs one CUDA device and one process"):
+        train(config)
