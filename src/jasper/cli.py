@@ -112,7 +112,7 @@ def train(config: ConfigArg, overrides: Overrides = None, restart: Restart = Fal
 
 
 def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = True) -> None:
-    from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim
+    from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim, plot_vision_by_dim
     from jasper.eval.report import print_table, write_markdown, write_report
     from jasper.eval.runner import evaluate_run, scores_as_dicts
     from jasper.train.log import TrainLog
@@ -125,6 +125,7 @@ def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = Tru
     plots = [
         plot_scores_by_dim(rows, run_dir / "plots" / "scores_by_dim.png"),
         plot_loss_parts(TrainLog(run_dir / "train_log.jsonl").read(), run_dir / "plots" / "loss_parts.png"),
+        plot_vision_by_dim(rows, run_dir / "plots" / "vision_by_dim.png"),
     ]
     write_markdown(run_dir / "report.md", title, rows, notes, [p for p in plots if p])
     from jasper.export.card import write_cards
@@ -209,7 +210,16 @@ def _export(config: RunConfig, dims: list[int], out: Path, into: bool = False) -
     student = _trained_student(config)
     paths = [export_head(student, dims[0], out)] if into else export_all(student, dims, out)
     write_cards(config, paths)
+    _export_image(config, out, paths)
     return paths
+
+
+def _export_image(config: RunConfig, out: Path, heads: list[Path]) -> None:
+    from jasper.export.image import export_image_side
+
+    written = export_image_side(config.run_dir, out, heads)
+    if written is not None:
+        logger.info("wrote %s (the image path: images in the same space as these heads' texts)", written)
 
 
 @app.command()
@@ -304,24 +314,44 @@ def serve(
 @_guard
 def encode(
     model: Annotated[str, typer.Argument(help="run folder, config, saved student or sentence-transformers model")],
-    input: Annotated[Path, typer.Option("--input", help="texts, one per line (or .jsonl / .parquet)")],  # noqa: A002
     out: Annotated[Path, typer.Option(help="where to write the .npy")],
+    input: Annotated[  # noqa: A002
+        Optional[Path], typer.Option("--input", help="texts, one per line (or .jsonl / .parquet)")  # noqa: UP045
+    ] = None,
+    images: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--images", help="a folder of images, embedded by the run's image path (after a vision stage)"),
+    ] = None,
     dim: Annotated[Optional[int], typer.Option(help="head dim; default FC1")] = None,  # noqa: UP045
     batch_size: int = 64,
     truncate: Annotated[
         bool, typer.Option(help="cut a plain model's vectors to --dim (only for Matryoshka-trained models)")
     ] = False,
 ) -> None:
-    """Embed a file of texts to a .npy file."""
+    """Embed a file of texts (--input) or a folder of images (--images) to a .npy file."""
     import numpy as np
 
-    from jasper.data.corpus import read_corpus
-    from jasper.encode import encode_texts
-    from jasper.io import atomic_save_npy
+    from jasper.io import atomic_save_npy, atomic_write_text
 
-    vectors = encode_texts(model, read_corpus(input), dim, batch_size, truncate)
+    if (input is None) == (images is None):
+        raise ValueError("give exactly one of --input (a file of texts) or --images (a folder of images)")
+    if images is not None:
+        from jasper.encode import encode_images, image_files
+
+        files = image_files(images)
+        vectors = encode_images(model, files, dim, batch_size)
+        source: Path = images
+        # which row is which image: <out>.files.txt, one path per line, in row order
+        atomic_write_text(out.with_name(out.name + ".files.txt"), "".join(f"{f}\n" for f in files))
+    else:
+        from jasper.data.corpus import read_corpus
+        from jasper.encode import encode_texts
+
+        assert input is not None
+        vectors = encode_texts(model, read_corpus(input), dim, batch_size, truncate)
+        source = input
     if not np.isfinite(vectors).all():
-        raise ValueError(f"'{model}' gave non-finite vectors (NaN/inf) for {input}: nothing written to {out}")
+        raise ValueError(f"'{model}' gave non-finite vectors (NaN/inf) for {source}: nothing written to {out}")
     atomic_save_npy(out, vectors)
     logger.info("wrote %s %s", out, vectors.shape)
 

@@ -150,7 +150,8 @@ class StageConfig(_Strict):
     """One training stage: what trains, which heads and losses, and the schedule."""
 
     name: str
-    train: Literal["heads", "last_layers", "all"]
+    # vision: stage 4, the image side only (projection of the image encoder's tokens), after the text stages
+    train: Literal["heads", "last_layers", "all", "vision"]
     last_layers: int = Field(default=0, ge=0)
     heads: list[int] | Literal["fc1", "all"] = "fc1"  # heads whose losses apply
     train_heads: list[int] | None = None  # heads whose weights train; None = the active heads
@@ -211,12 +212,35 @@ class EvalConfig(_Strict):
     """Quick evaluation after training."""
 
     stsb_dir: str | None = "../shared/data/stsb"  # original STS-B files; absent: the hub copy; null: no STS-B
+    # image evaluation of a run with a vision stage: Flickr8k test (retrieval both ways) and Imagenette (zero-shot)
+    flickr8k_dir: str | None = "../shared/data/flickr8k/test"
+    imagenette_dir: str | None = "../shared/data/imagenette/val"
+    zero_shot_prompt: str = "a photo of a {}."
     stsb_dev: bool = False  # also score STS-B dev (what budgets and learning rates are tuned on, never test)
     sts_files: list[str] = []  # more STS-B-format files, each its own task
     models: list[str] = []  # extra sentence-transformers models (folders or hub ids) to put in the table
     batch_size: int = Field(default=64, gt=0)
     teachers: bool = True
     init: bool = True
+
+
+class VisionConfig(_Strict):
+    """Stage 4's image side: the image encoder, its image-caption data and the visual tokens."""
+
+    # 'efficientnet-lite0' (offline, pip weights) or a Hugging Face vision tower (SigLIP / CLIP id or folder)
+    encoder: str = "efficientnet-lite0"
+    # image-caption pairs: an imagefolder folder (metadata.jsonl), a {image, caption} JSONL, or a hub dataset id
+    data: str
+    data_split: str = "train"  # the split of a hub dataset
+    tokens: int = Field(default=16, gt=0)  # visual tokens: the encoder's grid average-pooled to this many
+    # the image encoder's top-k ImageNet classes (a classifier encoder only) spliced in as the student's own word
+    # embeddings of their names, after the visual tokens; 0 = visual tokens only (the paper's design)
+    label_tokens: int = Field(default=0, ge=0)
+    # a residual two-layer MLP of this width beside the linear projection (0 = the linear projection alone)
+    mlp_hidden: int = Field(default=0, ge=0)
+    flip: bool = True  # also cache mirrored training images: twice the image views at no cost per step
+    ridge_alpha: float = Field(default=0.01, gt=0)  # the closed-form projection's ridge (times the rows)
+    batch_size: int = Field(default=50, gt=0)  # images per image-encoder batch while caching features
 
 
 class ExportConfig(_Strict):
@@ -247,6 +271,7 @@ class RunConfig(_Strict):
     student: StudentConfig
     loss: LossConfig = LossConfig()
     stages: list[StageConfig] = Field(default_factory=paper_stages, min_length=1)
+    vision: VisionConfig | None = None
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
 
@@ -255,6 +280,13 @@ class RunConfig(_Strict):
         names = [t.name for t in self.teachers]
         if len(set(names)) != len(names):
             raise ValueError(f"teacher names must be unique, got {names}")
+        kinds = [stage.train == "vision" for stage in self.stages]
+        if any(kinds) and self.vision is None:
+            raise ValueError("a stage with train: vision needs a `vision:` section (encoder, data)")
+        if any(kinds) and not all(kinds[kinds.index(True) :]):
+            raise ValueError("vision stages come after every text stage (the text side is frozen by then)")
+        if all(kinds):
+            raise ValueError("a vision stage needs a trained text student: list the text stages before it")
         for stage in self.stages:
             listed = stage.heads if isinstance(stage.heads, list) else []
             for dim in listed + (stage.train_heads or []):

@@ -88,3 +88,42 @@ def _check_truncation(target: str, own: int, dim: int, truncate: bool) -> None:
             "trained for it (Matryoshka): pass --truncate to cut anyway"
         )
     logger.warning("cutting %s's %d-d vectors to %d dims: right only for Matryoshka-trained models", target, own, dim)
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files under `folder` (recursively), sorted; an error when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--images '{folder}' is not a folder")
+    files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+    if not files:
+        raise ValueError(f"--images '{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def image_embedder(target: str | Path) -> Any:
+    """The image path of a run (folder or config) or of an exported head folder with `image/` beside it."""
+    from jasper.eval.vision import ImageEmbedder
+
+    student_dir = resolve_student_dir(target)
+    if student_dir is None:
+        return ImageEmbedder.from_export(target)
+    from jasper.models.student import load_student
+
+    image_dir = student_dir.parent / "image"
+    if not (image_dir / "tower.json").is_file():
+        raise FileNotFoundError(f"'{target}' has no trained image side ({image_dir}): add a vision stage and train")
+    return ImageEmbedder.load(image_dir, load_student(student_dir))
+
+
+def encode_images(target: str | Path, images: list[Any], dim: int | None = None, batch_size: int = 32) -> np.ndarray:
+    """Unit vectors (N, dim) of images (paths or PIL images) in the text space of `target`'s head `dim`
+    (default FC1): compare them with the same model's text vectors."""
+    embedder = image_embedder(target)
+    chosen = dim if dim is not None else embedder.dims[0]
+    if chosen not in embedder.dims:
+        raise ValueError(f"dim {chosen} is not a head of '{target}' (heads: {embedder.dims})")
+    return np.asarray(embedder.embed(list(images), [chosen], batch_size)[chosen], dtype=np.float32)

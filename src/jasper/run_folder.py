@@ -17,7 +17,7 @@ FREE_KEYS = {"name", "output_dir", "threads", "device", "eval", "export", "store
 FREE_TEACHER_KEYS = {"name", "batch_size", "workers", "engine", "max_batch_tokens", "timeout_s", "max_retries"}
 FREE_TEACHER_KEYS |= {"requests_per_minute", "api_key_env", "api_base"}
 FREE_STAGE_KEYS = {"checkpoint_every", "micro_batch_size"}  # micro-batches give the same gradients (tested)
-TRAINING_OUTPUTS = ("checkpoints", "train_log.jsonl", "student", "student.tmp", "export")
+TRAINING_OUTPUTS = ("checkpoints", "train_log.jsonl", "student", "student.tmp", "export", "image", "image.tmp")
 
 
 def _flat(value: Any, prefix: str = "") -> dict[str, Any]:

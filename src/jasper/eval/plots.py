@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 REFERENCE_STYLES = ("--", ":", "-.")
+IMAGE_TASKS = ("flickr8k-t2i:recall@10", "flickr8k-i2t:recall@10", "imagenette-zeroshot:top1")
+
+
+def is_image_task(task: str) -> bool:
+    """Whether a report task scores the image path (plotted on its own, every row a curve)."""
+    return task.startswith(("flickr8k-", "imagenette-"))
 
 
 def _pyplot() -> Any:
@@ -20,7 +26,7 @@ def _pyplot() -> Any:
 
 def plot_scores_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
     """One panel per task: the student's score at each head dim; teachers and init as horizontal lines."""
-    tasks = list(dict.fromkeys(r["task"] for r in rows if r["model"] == "student"))
+    tasks = list(dict.fromkeys(r["task"] for r in rows if r["model"] == "student" and not is_image_task(r["task"])))
     if not tasks:
         return None
     plt = _pyplot()
@@ -47,9 +53,14 @@ def plot_scores_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
         axis.grid(alpha=0.3)
     for axis in list(axes.flat)[len(tasks) :]:
         axis.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    return _save_with_legend(plt, figure, axes.flat[0], out, top=0.94)
+
+
+def _save_with_legend(plt: Any, figure: Any, axis: Any, out: Path, top: float) -> Path:
+    """One legend above the panels (from `axis`), then the PNG."""
+    handles, labels = axis.get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
-    figure.tight_layout(rect=(0, 0, 1, 0.94))
+    figure.tight_layout(rect=(0, 0, 1, top))
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
@@ -83,3 +94,26 @@ def plot_loss_parts(records: list[dict[str, Any]], out: Path) -> Path | None:
     figure.savefig(out, dpi=110)
     plt.close(figure)
     return out
+
+
+def plot_vision_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
+    """Image retrieval (Recall@10 both ways) and zero-shot top-1 by head dim: trained, closed-form and
+    untrained projections as curves."""
+    tasks = [t for t in IMAGE_TASKS if any(r["task"] == t for r in rows)]
+    if not tasks:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.4 * len(tasks), 3.6), squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in rows if r["task"] in tasks))
+    for axis, task in zip(axes.flat, tasks, strict=True):
+        for index, model in enumerate(models):
+            points = sorted((r["dim"], r["score"]) for r in rows if r["model"] == model and r["task"] == task)
+            style = "o-" if index == 0 else f"o{REFERENCE_STYLES[(index - 1) % len(REFERENCE_STYLES)]}"
+            axis.plot([math.log2(d) for d, _ in points], [v for _, v in points], style, label=model)
+            axis.set_xticks([math.log2(d) for d, _ in points], [str(d) for d, _ in points])
+        axis.set_title(task, fontsize=10)
+        axis.set_xlabel("head dimension")
+        axis.set_ylabel("score x 100")
+        axis.set_ylim(0, 100)
+        axis.grid(alpha=0.3)
+    return _save_with_legend(plt, figure, axes.flat[0], out, top=0.9)

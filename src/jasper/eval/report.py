@@ -63,9 +63,24 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown_tables(rows: list[dict[str, Any]]) -> str:
+    """The text tasks' table, then (for a run with a vision stage) the image tasks' own table."""
+    from jasper.eval.plots import is_image_task
+
+    text_rows = [r for r in rows if not is_image_task(r["task"])]
+    image_rows = [r for r in rows if is_image_task(r["task"])]
+    if not image_rows or not text_rows:
+        return markdown_table(rows)
+    return (
+        markdown_table(text_rows)
+        + "\nImages (the image path; captions and class prompts through the text path):\n\n"
+        + (markdown_table(image_rows))
+    )
+
+
 def write_markdown(path: Path, title: str, rows: list[dict[str, Any]], notes: list[str], plots: list[Path]) -> None:
     """report.md: the table, the notes, the plots."""
-    text = f"# {title}\n\n" + markdown_table(rows)
+    text = f"# {title}\n\n" + markdown_tables(rows)
     text += "".join(f"\n- note: {n}" for n in notes) + ("\n" if notes else "")
     text += (
         "\nTasks marked `derived` are built by jasper from the run's held-out Wikipedia articles, not a benchmark.\n"
@@ -81,7 +96,7 @@ def print_table(rows: list[dict[str, Any]], notes: list[str], title: str = "jasp
     needed), or plain Markdown when stdout is a file or a pipe. No cell is ever cut."""
     console = Console()
     if not console.is_terminal:
-        text = f"{title}\n\n{markdown_table(rows)}" if rows else ""
+        text = f"{title}\n\n{markdown_tables(rows)}" if rows else ""
         sys.stdout.write(text + "".join(f"note: {n}\n" for n in notes))
         return
     groups = task_groups(rows, console.width) if rows else []

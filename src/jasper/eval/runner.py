@@ -278,6 +278,11 @@ def evaluate_run(
         for name, dim in zip(store.names, store.dims, strict=True):
             own = store.teacher_vectors(name, held).numpy()
             scores.append(Score(name, dim, SIMILARITY_TASK, metrics.similarity_agreement(own, target)))
+    if config.vision is not None:
+        from jasper.eval.vision import vision_scores
+
+        image_scores, image_notes = vision_scores(config, student)
+        scores, notes = scores + image_scores, notes + image_notes
     return scores, notes
 
 

@@ -154,7 +154,7 @@ class StageRunner:
         if self.ranks.is_main:
             self.log.truncate_after(state.stage, state.step)
         for index, stage in enumerate(self.config.stages):
-            if index < state.stage:
+            if index < state.stage or stage.train == "vision":  # the vision stages run on the saved student
                 continue
             self._run_stage(index, stage, state if index == state.stage and state.model else None)
             if encoder_trains(self.student):
@@ -483,11 +483,25 @@ def training_student(config: RunConfig, device: torch.device) -> Student:
 
 
 def train(config: RunConfig) -> Path:
-    """Train the run's student through all stages; returns the folder of the saved student."""
+    """Train the run's student through all stages (the vision ones last); returns the saved student's folder."""
     final = config.run_dir / "student"
+    vision = any(stage.train == "vision" for stage in config.stages)
+    if vision and not (config.run_dir / "image" / "tower.json").is_file():
+        from jasper.train.vision import check_training_images
+
+        check_training_images(config)  # a bad image stops the run now, not after the text stages
     if (final / "student.json").is_file():
-        logger.info("run '%s' is already trained: %s", config.name, final)
-        return final
+        logger.info("run '%s': the text student is already trained: %s", config.name, final)
+    else:
+        _train_text(config, final)
+    if vision:
+        from jasper.train.vision import train_vision
+
+        train_vision(config, final)
+    return final
+
+
+def _train_text(config: RunConfig, final: Path) -> None:
     seed_everything(config.seed)
     texts = load_texts(config)
     store = TeacherStore(config.store_dir, config.teachers, texts)
@@ -510,4 +524,3 @@ def train(config: RunConfig) -> Path:
         save_student(student, tmp)
         os.replace(tmp, final)
     barrier(ranks)
-    return final

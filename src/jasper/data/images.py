@@ -1,0 +1,137 @@
+"""Image-caption pairs for the vision stage: a Hugging Face `imagefolder` folder (`metadata.jsonl` with
+`file_name` and `captions` or `caption`) or a JSONL file of `{image, caption}` rows (image paths relative to it).
+
+Every problem is an error naming the file and the row: a missing or unreadable image, an empty caption, a row
+without the fields.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ImageDataError(ValueError):
+    """Image-caption data that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class ImageCaptions:
+    """Images (paths) and their captions: `captions[i]` are image i's, one or more."""
+
+    images: list[Path]
+    captions: list[list[str]]
+
+    def pairs(self) -> list[tuple[int, str]]:
+        """(image index, caption) for every caption, in order."""
+        return [(i, caption) for i, texts in enumerate(self.captions) for caption in texts]
+
+
+def read_image_captions(path: str | Path, check_images: bool = True) -> ImageCaptions:
+    """Read an imagefolder folder or a `{image, caption}` JSONL file; `check_images` opens every image once."""
+    path = Path(path)
+    if path.is_dir():
+        metadata = path / "metadata.jsonl"
+        if not metadata.is_file():
+            raise ImageDataError(f"image folder '{path}' has no metadata.jsonl (the Hugging Face imagefolder layout)")
+        rows = _rows(metadata, ("file_name",))
+        base = path
+    elif path.is_file():
+        rows = _rows(path, ("image",))
+        base = path.parent
+    else:
+        raise ImageDataError(f"image-caption data '{path}' does not exist")
+    images: list[Path] = []
+    captions: list[list[str]] = []
+    index: dict[Path, int] = {}
+    for number, row in rows:
+        image = base / str(row.get("file_name") or row.get("image"))
+        texts = row.get("captions", row.get("caption"))
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not texts:
+            raise ImageDataError(f"'{path}' row {number}: no caption (expected 'captions': [...] or 'caption')")
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ImageDataError(f"'{path}' row {number}: an empty caption for '{image.name}'")
+        if image not in index:  # a JSONL of pairs names an image once per caption
+            index[image] = len(images)
+            images.append(image)
+            captions.append([])
+        captions[index[image]].extend(t.strip() for t in texts)
+    if not images:
+        raise ImageDataError(f"'{path}' holds no image-caption rows")
+    if check_images:
+        for image in images:
+            check_image(image)
+    return ImageCaptions(images, captions)
+
+
+def check_image(path: Path) -> None:
+    """An error naming `path` if it is missing or not a readable image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise ImageDataError(f"image '{path}' does not exist")
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageDataError(f"image '{path}' cannot be read ({type(error).__name__}: {error})") from None
+
+
+def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
+    rows = []
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ImageDataError(f"'{path}' line {number} is not valid JSON ({error.msg})") from None
+            missing = [key for key in required if not isinstance(row, dict) or not row.get(key)]
+            if missing:
+                raise ImageDataError(f"'{path}' line {number} has no '{missing[0]}'")
+            rows.append((number, row))
+    return rows
+
+
+def hub_image_captions(name: str, split: str, folder: Path) -> ImageCaptions:
+    """A Hugging Face dataset of images and captions (columns `image` and `caption`/`captions`/`caption_0..`),
+    copied once into `folder` in the imagefolder layout and read from there."""
+    folder = Path(folder) / name.replace("/", "__") / split
+    if (folder / "metadata.jsonl").is_file():
+        return read_image_captions(folder, check_images=False)
+    from jasper.hub import require
+
+    require(name, "image-caption dataset", "dataset")  # one clear line offline
+    import datasets
+
+    rows = datasets.load_dataset(name, split=split)
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, row in enumerate(rows):
+        texts = (
+            row.get("captions") or row.get("caption") or [v for k, v in sorted(row.items()) if k.startswith("caption_")]
+        )
+        if "image" not in row or not texts:
+            raise ImageDataError(f"hub dataset '{name}' row {i} has no 'image' and caption columns")
+        file_name = f"{i:07d}.jpg"
+        row["image"].convert("RGB").save(tmp / file_name, quality=95)
+        lines.append(json.dumps({"file_name": file_name, "captions": [texts] if isinstance(texts, str) else texts}))
+    (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.replace(folder)
+    return read_image_captions(folder, check_images=False)
+
+
+def imagenette_folder(path: str | Path) -> tuple[list[Path], list[int], list[str]]:
+    """(images, label indices, class names) of a folder of `<class name>/<image>` files (the imagefolder layout
+    with labels in folder names), classes sorted by name."""
+    path = Path(path)
+    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+    files = sorted(f for f in path.glob("*/*") if f.suffix.lower() in suffixes)
+    if not files:
+        raise ImageDataError(f"'{path}' holds no <class>/<image> files")
+    names = sorted({f.parent.name for f in files})
+    return files, [names.index(f.parent.name) for f in files], names
