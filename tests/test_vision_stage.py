@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -79,11 +80,16 @@ def _config(tmp_path: Path, tiny_bert: Path, corpus_file: Path, image_data: dict
     return path
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell's background job starts with SIGINT ignored
+
+
 def _jasper(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "jasper", *args], capture_output=True, text=True, env=full_env, timeout=600
-    )
+        [sys.executable, "-m", "jasper", *args], capture_output=True, text=True, env=full_env, timeout=600,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
 
 
 def _digest(folder: Path) -> str:
@@ -106,7 +112,12 @@ def test_vision_stage_runs_resumes_and_leaves_the_text_side_alone(tiny_bert, cor
         run_dir = tmp_path / "runs" / name
         if kill:
             assert _jasper("teach", str(path)).returncode == 0
-            killed = _jasper("train", str(path), env={"JASPER_KILL_AFTER_VISION_STEPS": kill})
+            stopped = _jasper("train", str(path), env={"JASPER_INTERRUPT_AFTER_VISION_STEPS": "3"})  # Ctrl-C
+            assert stopped.returncode == 130, stopped.stderr
+            said = " ".join(stopped.stderr.split())
+            assert "interrupted in stage 4 'vision' after step 3" in said and "holds stage 4 step 2" in said, said
+            assert "(1 step(s) to repeat" in said and "Traceback" not in said
+            killed = _jasper("train", str(path), env={"JASPER_KILL_AFTER_VISION_STEPS": kill})  # resumes at 2
             assert killed.returncode == -9, killed.stderr
             student_before = _digest(run_dir / "student")
             assert not (run_dir / "image").exists()

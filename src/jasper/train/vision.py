@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,8 @@ class VisionRunner:
         self.objective = DistillObjective(**config.loss.model_dump(exclude={"short_head_target"}))
         self.steps_this_process = 0
         self.fixed: dict[str, Any] = {}  # the untrained and closed-form projections, kept for the report
+        self.position = (0, 0)  # (stage index, steps done in it)
+        self.saved: tuple[int, int] | None = None  # where the checkpoint stands
 
     def prepare(self) -> tuple[ImageStudent, VisionSide, ImageCaptions]:
         """The image side and its data: features and caption targets, computed once (resumable)."""
@@ -174,20 +177,38 @@ class VisionRunner:
             self._save(state)
             logger.info("image projection initialised in closed form (ridge on %d images)", len(pairs.images))
         else:
+            self.saved = (state.stage, state.step)
             logger.info("vision: resuming at stage %d step %d", state.stage + 1, state.step)
         self.log.truncate_after(state.stage, state.step)
         self.fixed = {k: state.model[k] for k in ("untrained", "closed-form")}
         model.tower.load_state_dict(state.model["tower"])
-        for index, stage in stages:
-            if index < state.stage:
-                continue
-            self._run_stage(model, side, index, stage, state if index == state.stage else None)
-            state = TrainState(index + 1, 0, state.model | {"tower": model.tower.state_dict()}, rng=rng_state())
-            self._save(state)
+        try:
+            for index, stage in stages:
+                if index < state.stage:
+                    continue
+                self._run_stage(model, side, index, stage, state if index == state.stage else None)
+                state = TrainState(index + 1, 0, state.model | {"tower": model.tower.state_dict()}, rng=rng_state())
+                self._save(state)
+        except KeyboardInterrupt:
+            logger.warning(self._interrupted())
+            raise
         return self._write(out, state.model)
+
+    def _interrupted(self) -> str:
+        """What Ctrl-C leaves behind, and where `jasper train` starts again."""
+        index, step = self.position
+        here = f"training interrupted in stage {index + 1} '{self.config.stages[index].name}' after step {step}"
+        assert self.saved is not None  # the closed-form start is saved before the first step
+        saved_index, saved_step = self.saved
+        lost = step - saved_step if saved_index == index else step
+        return (
+            f"{here}; the checkpoint {self.checkpoint_path} holds stage {saved_index + 1} step {saved_step}: "
+            f"`jasper train` resumes there ({lost} step(s) to repeat; the text student is finished and kept)"
+        )
 
     def _save(self, state: TrainState) -> None:
         save_checkpoint(self.checkpoint_path, state)
+        self.saved = (state.stage, state.step)
 
     def _write(self, out: Path, weights: dict[str, Any]) -> Path:
         """`<run>/image/`: the projection (trained, closed-form, untrained) and how to rebuild the tower."""
@@ -227,6 +248,7 @@ class VisionRunner:
         logger.info("stage %d '%s': %d steps on %d images, %s trainable parameters (the projection)",
                     index + 1, stage.name, total, n_images, f"{sum(p.numel() for p in params):,}")  # fmt: skip
         bar = progress_bar(total, stage.name, "step", start)
+        self.position = (index, start)
         for step in range(start, total):
             began = time.perf_counter()
             features, classes, targets = self.batch(side, index, stage, step, dims)
@@ -249,8 +271,10 @@ class VisionRunner:
                 weights = self.fixed | {"tower": model.tower.state_dict()}
                 self._save(TrainState(index, step + 1, weights, optimizer.state_dict(), scheduler.state_dict(),
                                       rng_state()))  # fmt: skip
+            self.position = (index, step + 1)
             self.steps_this_process += 1
             kill_point("JASPER_KILL_AFTER_VISION_STEPS", self.steps_this_process)
+            kill_point("JASPER_INTERRUPT_AFTER_VISION_STEPS", self.steps_this_process, signal.SIGINT)
         bar.close()
 
     def batch(
