@@ -303,6 +303,11 @@ class RunConfig(_Strict):
         return Path(self.output_dir) / self.name
 
     @property
+    def has_vision_stage(self) -> bool:
+        """Whether a stage trains the image side (the validator ensures a `vision:` section then)."""
+        return any(stage.train == "vision" for stage in self.stages)
+
+    @property
     def store_dir(self) -> Path:
         """The folder of the teacher-vector store."""
         return Path(self.store.dir) if self.store.dir else self.run_dir / "teachers"

@@ -90,11 +90,10 @@ def _check_truncation(target: str, own: int, dim: int, truncate: bool) -> None:
     logger.warning("cutting %s's %d-d vectors to %d dims: right only for Matryoshka-trained models", target, own, dim)
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
-
-
 def image_files(folder: str | Path) -> list[Path]:
     """The image files under `folder` (recursively), sorted; an error when there are none."""
+    from jasper.data.images import IMAGE_SUFFIXES
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--images '{folder}' is not a folder")
@@ -107,16 +106,15 @@ def image_files(folder: str | Path) -> list[Path]:
 def image_embedder(target: str | Path) -> Any:
     """The image path of a run (folder or config) or of an exported head folder with `image/` beside it."""
     from jasper.eval.vision import ImageEmbedder
+    from jasper.train.vision import IMAGE_DIR, read_tower
 
     student_dir = resolve_student_dir(target)
     if student_dir is None:
         return ImageEmbedder.from_export(target)
     from jasper.models.student import load_student
 
-    image_dir = student_dir.parent / "image"
-    if not (image_dir / "tower.json").is_file():
-        raise FileNotFoundError(f"'{target}' has no trained image side ({image_dir}): add a vision stage and train")
-    return ImageEmbedder.load(image_dir, load_student(student_dir))
+    read_tower(student_dir.parent / IMAGE_DIR)  # no image side: the error says so before the student loads
+    return ImageEmbedder.load(student_dir.parent / IMAGE_DIR, load_student(student_dir))
 
 
 def encode_images(target: str | Path, images: list[Any], dim: int | None = None, batch_size: int = 32) -> np.ndarray:

@@ -54,20 +54,23 @@ def _read_txt(path: Path) -> list[str]:
     return texts
 
 
-def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every non-blank line of a JSON-lines file (optionally .gz)."""
+def read_records(
+    path: str | Path, what: str = "corpus", error: type[ValueError] = CorpusError
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, record) for every non-blank line of a JSON-lines file (optionally .gz); problems are
+    `error`s naming the file as `what`."""
     path = Path(path)
     for number, line in _lines(path):
         if line is None:
-            raise CorpusError(f"corpus '{path}' is not valid UTF-8 at line {number}")
+            raise error(f"{what} '{path}' is not valid UTF-8 at line {number}")
         if not line.strip():
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"corpus '{path}' line {number} is not JSON: {error.msg}") from None
+        except json.JSONDecodeError as bad:
+            raise error(f"{what} '{path}' line {number} is not JSON: {bad.msg}") from None
         if not isinstance(record, dict):
-            raise CorpusError(f"corpus '{path}' line {number} is not a JSON object")
+            raise error(f"{what} '{path}' line {number} is not a JSON object")
         yield number, record
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from jasper.data.images import ImageDataError
+from jasper.data.images import load_images
 from jasper.io import atomic_write, atomic_write_json
 from jasper.locks import folder_lock
 from jasper.models.image_student import pool_tokens
@@ -40,22 +40,6 @@ class ImageFeatures:
     def views(self) -> int:
         """1, or 2 with mirrored copies."""
         return int(self.tokens.shape[1])
-
-
-def load_images(paths: list[Path]) -> list[Any]:
-    """PIL images, RGB; an error naming the file for a missing or unreadable one."""
-    from PIL import Image, UnidentifiedImageError
-
-    images = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                images.append(image.convert("RGB"))
-        except FileNotFoundError:
-            raise ImageDataError(f"image '{path}' does not exist") from None
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise ImageDataError(f"image '{path}' cannot be read ({type(error).__name__}: {error})") from None
-    return images
 
 
 @torch.no_grad()

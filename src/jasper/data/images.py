@@ -8,8 +8,15 @@ without the fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from jasper.data.corpus import read_records
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
 class ImageDataError(ValueError):
@@ -66,33 +73,45 @@ def read_image_captions(path: str | Path, check_images: bool = True) -> ImageCap
     return ImageCaptions(images, captions)
 
 
-def check_image(path: Path) -> None:
-    """An error naming `path` if it is missing or not a readable image."""
-    from PIL import Image, UnidentifiedImageError
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Turn PIL's failures on `path` into one error naming it: missing, or not a readable image."""
+    from PIL import UnidentifiedImageError
 
     if not path.is_file():
         raise ImageDataError(f"image '{path}' does not exist")
     try:
-        with Image.open(path) as image:
-            image.verify()
+        yield
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise ImageDataError(f"image '{path}' cannot be read ({type(error).__name__}: {error})") from None
 
 
+def check_image(path: Path) -> None:
+    """An error naming `path` if it is missing or not a readable image."""
+    from PIL import Image
+
+    with _reading(path), Image.open(path) as image:
+        image.verify()
+
+
+def load_images(paths: list[Path]) -> list[Any]:
+    """PIL images, RGB; an error naming the file for a missing or unreadable one."""
+    from PIL import Image
+
+    images = []
+    for path in paths:
+        with _reading(path), Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    return images
+
+
 def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict]]:
     rows = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ImageDataError(f"'{path}' line {number} is not valid JSON ({error.msg})") from None
-            missing = [key for key in required if not isinstance(row, dict) or not row.get(key)]
-            if missing:
-                raise ImageDataError(f"'{path}' line {number} has no '{missing[0]}'")
-            rows.append((number, row))
+    for number, row in read_records(path, "image-caption file", ImageDataError):
+        missing = [key for key in required if not row.get(key)]
+        if missing:
+            raise ImageDataError(f"'{path}' line {number} has no '{missing[0]}'")
+        rows.append((number, row))
     return rows
 
 
@@ -129,8 +148,7 @@ def imagenette_folder(path: str | Path) -> tuple[list[Path], list[int], list[str
     """(images, label indices, class names) of a folder of `<class name>/<image>` files (the imagefolder layout
     with labels in folder names), classes sorted by name."""
     path = Path(path)
-    suffixes = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-    files = sorted(f for f in path.glob("*/*") if f.suffix.lower() in suffixes)
+    files = sorted(f for f in path.glob("*/*") if f.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ImageDataError(f"'{path}' holds no <class>/<image> files")
     names = sorted({f.parent.name for f in files})

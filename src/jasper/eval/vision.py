@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from jasper.config import RunConfig, VisionConfig
-from jasper.data.image_store import encode_images, image_features, load_images
-from jasper.data.images import hub_image_captions, imagenette_folder, read_image_captions
+from jasper.data.image_store import encode_images, image_features
+from jasper.data.images import hub_image_captions, imagenette_folder, load_images, read_image_captions
 from jasper.eval.runner import Score
 from jasper.eval.vision_metrics import image_to_text_recall, text_to_image_recall, zero_shot_top1
 from jasper.models.image_student import ImageStudent
@@ -139,15 +139,15 @@ def vision_scores(config: RunConfig, student: Any) -> tuple[list[Score], list[st
     """(scores, notes) of the run's image side at every head; nothing when the run has no vision stage."""
     image_dir = config.run_dir / IMAGE_DIR
     notes: list[str] = []
-    if config.vision is None or not any(s.train == "vision" for s in config.stages):
+    if not config.has_vision_stage:
         return [], notes
     if not (image_dir / "tower.json").is_file():
         return [], [f"image evaluation skipped: no trained image side in '{image_dir}'"]
     flickr, nette = _flickr8k(config, notes), _imagenette(config, notes)
     if flickr is None and nette is None:
         return [], notes
-    tower = read_tower(image_dir)
     embedder = ImageEmbedder.load(image_dir, student)
+    tower = embedder.tower
     dims = list(student.head_dims)
     cache = config.run_dir / "vision" / "features"
 

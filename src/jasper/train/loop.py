@@ -94,6 +94,21 @@ def _schedule(optimizer: torch.optim.Optimizer, stage: StageConfig, total: int) 
     return get_constant_schedule_with_warmup(optimizer, warmup)
 
 
+def interruption(config: RunConfig, position: tuple[int, int], saved: tuple[int, int] | None, checkpoint: Path) -> str:
+    """What Ctrl-C at `position` (stage index, steps done) leaves behind, with the checkpoint at `saved`."""
+    index, step = position
+    stage = config.stages[min(index, len(config.stages) - 1)]
+    here = f"training interrupted in stage {index + 1} '{stage.name}' after step {step}"
+    if saved is None:
+        return f"{here}; no checkpoint was written yet: `jasper train` starts again from the beginning"
+    saved_index, saved_step = saved
+    lost = step - saved_step if saved_index == index else step
+    return (
+        f"{here}; the checkpoint {checkpoint} holds stage {saved_index + 1} step {saved_step}: "
+        f"`jasper train` resumes there ({lost} step(s) to repeat)"
+    )
+
+
 class StageRunner:
     """Runs the stages of one config on one student, checkpointing as it goes."""
 
@@ -131,17 +146,7 @@ class StageRunner:
 
     def _interrupted(self) -> str:
         """What Ctrl-C leaves behind, and where `jasper train` starts again."""
-        index, step = self.position
-        stage = self.config.stages[min(index, len(self.config.stages) - 1)]
-        here = f"training interrupted in stage {index + 1} '{stage.name}' after step {step}"
-        if self.saved is None:
-            return f"{here}; no checkpoint was written yet: `jasper train` starts again from the beginning"
-        saved_index, saved_step = self.saved
-        lost = step - saved_step if saved_index == index else step
-        return (
-            f"{here}; the checkpoint {self.checkpoint_path} holds stage {saved_index + 1} step {saved_step}: "
-            f"`jasper train` resumes there ({lost} step(s) to repeat)"
-        )
+        return interruption(self.config, self.position, self.saved, self.checkpoint_path)
 
     def _run(self) -> None:
         state = load_checkpoint(self.checkpoint_path) or TrainState()
@@ -485,8 +490,7 @@ def training_student(config: RunConfig, device: torch.device) -> Student:
 def train(config: RunConfig) -> Path:
     """Train the run's student through all stages (the vision ones last); returns the saved student's folder."""
     final = config.run_dir / "student"
-    vision = any(stage.train == "vision" for stage in config.stages)
-    if vision and not (config.run_dir / "image" / "tower.json").is_file():
+    if config.has_vision_stage:
         from jasper.train.vision import check_training_images
 
         check_training_images(config)  # a bad image stops the run now, not after the text stages
@@ -494,7 +498,7 @@ def train(config: RunConfig) -> Path:
         logger.info("run '%s': the text student is already trained: %s", config.name, final)
     else:
         _train_text(config, final)
-    if vision:
+    if config.has_vision_stage:
         from jasper.train.vision import train_vision
 
         train_vision(config, final)

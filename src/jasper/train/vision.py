@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from jasper.progress import progress_bar
 from jasper.runtime import kill_point
 from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from jasper.train.log import TrainLog
-from jasper.train.loop import _schedule, epoch_order, make_optimizer, stage_steps
+from jasper.train.loop import _schedule, epoch_order, interruption, make_optimizer, stage_steps
 
 logger = logging.getLogger(__name__)
 IMAGE_DIR = "image"  # <run>/image: the trained image side (tower.json, projection weights)
@@ -89,9 +90,10 @@ def training_pairs(vision: VisionConfig, run_dir: Path) -> ImageCaptions:
 
 
 def check_training_images(config: RunConfig) -> None:
-    """Open every local training image once (a missing or unreadable one is an error naming it)."""
+    """Open every local training image once (a missing or unreadable one is an error naming it), unless the
+    image side is already trained."""
     assert config.vision is not None
-    if Path(config.vision.data).exists():
+    if Path(config.vision.data).exists() and not (config.run_dir / IMAGE_DIR / TOWER_FILE).is_file():
         pairs = read_image_captions(config.vision.data, check_images=True)
         logger.info("vision data: %d images, %d captions", len(pairs.images), sum(map(len, pairs.captions)))
 
@@ -196,15 +198,8 @@ class VisionRunner:
 
     def _interrupted(self) -> str:
         """What Ctrl-C leaves behind, and where `jasper train` starts again."""
-        index, step = self.position
-        here = f"training interrupted in stage {index + 1} '{self.config.stages[index].name}' after step {step}"
-        assert self.saved is not None  # the closed-form start is saved before the first step
-        saved_index, saved_step = self.saved
-        lost = step - saved_step if saved_index == index else step
-        return (
-            f"{here}; the checkpoint {self.checkpoint_path} holds stage {saved_index + 1} step {saved_step}: "
-            f"`jasper train` resumes there ({lost} step(s) to repeat; the text student is finished and kept)"
-        )
+        said = interruption(self.config, self.position, self.saved, self.checkpoint_path)
+        return f"{said}; the text student is finished and kept"
 
     def _save(self, state: TrainState) -> None:
         save_checkpoint(self.checkpoint_path, state)
@@ -219,8 +214,6 @@ class VisionRunner:
             save_file({k: v.contiguous().cpu() for k, v in tower.items()}, str(tmp / file))
         atomic_write_json(tmp / TOWER_FILE, tower_metadata(self.vision, self.student))
         if out.exists():
-            import shutil
-
             shutil.rmtree(out)
         os.replace(tmp, out)
         return out
