@@ -1,6 +1,6 @@
 .PHONY: install test lint quickstart
 install:
-	pip install torch==2.13.0 && pip install -e ".[quickstart,mteb,dev]"
+	pip install torch==2.13.0 && pip install -e ".[dev]"
 test:
 	python -m pytest -q
 lint:

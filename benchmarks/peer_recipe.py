@@ -27,7 +27,8 @@ from jasper.config import load_config
 from jasper.data.prepare import load_texts, split_rows
 from jasper.data.store import TeacherStore
 from jasper.eval.report import print_table, write_markdown, write_report
-from jasper.eval.runner import evaluate_model, scores_as_dicts
+from jasper.eval.runner import evaluate_model
+from jasper.eval.scores import scores_as_dicts
 from jasper.runtime import seed_everything, set_threads, setup_logging
 
 RESULTS = Path(__file__).parent / "results" / "peer_recipe.json"

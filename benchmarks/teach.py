@@ -26,7 +26,7 @@ import torch
 
 from jasper.assets import resolve_model
 from jasper.config import TeacherConfig
-from jasper.data.store import compute_teacher
+from jasper.data.store_writer import compute_teacher
 from jasper.teachers import build_teacher
 
 RESULTS = Path(__file__).parent / "results" / "teach.json"

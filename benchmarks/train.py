@@ -52,7 +52,9 @@ from jasper.config import load_config
 from jasper.data.prepare import load_texts
 from jasper.models.backbone import transformer_path
 from jasper.runtime import seed_everything, set_threads, setup_logging
-from jasper.train.loop import StageRunner, make_optimizer, training_student
+from jasper.train.loop import StageRunner
+from jasper.train.run import training_student
+from jasper.train.schedule import make_optimizer
 from jasper.train.stages import apply_stage
 
 RESULTS = Path(__file__).parent / "results" / "train.json"

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from jasper.config import build_config
+from jasper.errors import JasperError
 from jasper.export.card import write_cards
 from jasper.export.hub import push_folder
 from jasper.export.sentence_transformers import export_all
@@ -88,7 +89,7 @@ def test_push_to_hub_offline_says_so(tmp_path, monkeypatch):
     import jasper.hub
 
     monkeypatch.setattr(jasper.hub, "offline_mode", lambda: True)
-    with pytest.raises(ValueError, match="HF_HUB_OFFLINE=1 is set; .* can be uploaded later"):
+    with pytest.raises(JasperError, match="HF_HUB_OFFLINE=1 is set; .* can be uploaded later"):
         push_folder(tmp_path, "me/tiny")
 
 

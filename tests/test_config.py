@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from jasper.config import ConfigError, build_config, load_config, model_eval_config
+from jasper.errors import JasperError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,13 +117,13 @@ def test_cuda_config_refuses_clearly_without_a_gpu(monkeypatch):
     from jasper.runtime import pick_device
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    with pytest.raises(ValueError, match="asks for device 'cuda'.*no CUDA GPU"):
+    with pytest.raises(JasperError, match="asks for device 'cuda'.*no CUDA GPU"):
         pick_device("cuda")
     assert str(pick_device("auto")) == "cpu"
 
 
 def test_training_changes_ignore_what_trains_nothing():
-    from jasper.run_folder import training_changes
+    from jasper.run_check import training_changes
 
     base = build_config(_base())
     same = build_config(

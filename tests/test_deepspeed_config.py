@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 
+from jasper.errors import JasperError
 from jasper.train.deepspeed import deepspeed_config, launched_with_deepspeed
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed")
@@ -47,17 +48,17 @@ def test_not_launched_with_deepspeed(monkeypatch):
 
 def test_zero3_is_refused(zero):
     zero(3)
-    with pytest.raises(ValueError, match="ZeRO stage 3.*use zero_stage 1 or 2"):
+    with pytest.raises(JasperError, match="ZeRO stage 3.*use zero_stage 1 or 2"):
         deepspeed_config("s", 64, 2, None)
 
 
 def test_deepspeed_gradient_accumulation_is_refused(zero):
     zero(2, accumulation=4)
-    with pytest.raises(ValueError, match="gradient_accumulation_steps > 1.*micro_batch_size"):
+    with pytest.raises(JasperError, match="gradient_accumulation_steps > 1.*micro_batch_size"):
         deepspeed_config("s", 64, 2, None)
 
 
 def test_gradient_caching_under_deepspeed_is_refused(zero):
     zero(2)
-    with pytest.raises(ValueError, match="stage 'big': micro_batch_size.*DeepSpeed"):
+    with pytest.raises(JasperError, match="stage 'big': micro_batch_size.*DeepSpeed"):
         deepspeed_config("big", 64, 2, micro_batch_size=8)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jasper.config import StudentConfig
+from jasper.errors import JasperError
 from jasper.export.sentence_transformers import export_head
 from jasper.models.student import build_student
 
@@ -33,5 +34,5 @@ def test_export_matches_student(tiny_bert, tmp_path, head_mode):
 
 def test_export_unknown_dim(tiny_bert, tmp_path):
     student = build_student(StudentConfig(model=str(tiny_bert), heads=[12]))
-    with pytest.raises(ValueError, match="not a head"):
+    with pytest.raises(JasperError, match="not a head"):
         export_head(student, 5, tmp_path / "x")

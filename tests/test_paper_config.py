@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jasper.config import load_config
 from jasper.teach import teach
-from jasper.train.loop import train
+from jasper.train.run import train
 
 import helpers
 

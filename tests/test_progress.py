@@ -8,7 +8,7 @@ import numpy as np
 
 from jasper import progress
 from jasper.config import TeacherConfig
-from jasper.data import store
+from jasper.data import store_writer as store
 
 import helpers
 

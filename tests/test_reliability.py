@@ -17,7 +17,9 @@ import yaml
 
 from jasper.config import ConfigError, TeacherConfig, build_config, load_config
 from jasper.data.corpus import CorpusError, read_corpus
-from jasper.data.store import StoreError, TeacherStore, compute_teacher
+from jasper.data.store import StoreError, TeacherStore
+from jasper.data.store_writer import compute_teacher
+from jasper.errors import JasperError
 from jasper.locks import FolderLocked, folder_lock
 from jasper.train.checkpoint import CheckpointError, load_checkpoint
 
@@ -128,7 +130,7 @@ def test_huge_finite_teacher_outputs_are_normalised_not_zeroed(tmp_path):
 
 def test_ragged_or_text_teacher_output_names_the_teacher(tmp_path):
     teacher = TeacherConfig(name="odd", backend="callable", model="helpers:teacher_ragged")
-    with pytest.raises(ValueError, match=r"teacher 'odd' \(helpers:teacher_ragged\) returned something"):
+    with pytest.raises(JasperError, match=r"teacher 'odd' \(helpers:teacher_ragged\) returned something"):
         compute_teacher(tmp_path, teacher, helpers.sentences(4))
 
 
@@ -210,7 +212,7 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         build_config(base, ["loss.margin=-0.1"])
     from jasper.assets import resolve_model
 
-    with pytest.raises(FileNotFoundError, match="model folder './no/such/student' does not exist"):
+    with pytest.raises(JasperError, match="model folder './no/such/student' does not exist"):
         resolve_model("./no/such/student")
 
 

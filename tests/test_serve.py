@@ -19,9 +19,11 @@ import yaml
 from fastapi.testclient import TestClient
 
 from jasper.config import StudentConfig
+from jasper.errors import JasperError
 from jasper.export.sentence_transformers import export_all
 from jasper.models.student import build_student, save_student
-from jasper.serve import Limits, create_app, load_embedder
+from jasper.serve import Limits, load_embedder
+from jasper.serve.app import create_app
 
 TEXTS = ["the cat saw a dog", "music", "an old king wrote a long book about the war"]
 KEY = "s3cret-key-for-tests"
@@ -152,7 +154,7 @@ def test_an_export_folder_and_a_single_model_folder_are_served(run_dir):
     assert export.name == "tiny" and export.dims == [12, 6]
     one = load_embedder(run_dir / "export" / "dim-6")
     assert one.name == "dim-6" and one.dims == [6]
-    with pytest.raises(FileNotFoundError, match="neither a jasper run"):
+    with pytest.raises(JasperError, match="neither a jasper run"):
         load_embedder(run_dir / "student" / "backbone")
 
 

@@ -18,10 +18,14 @@ from safetensors.torch import load_file
 
 from jasper.config import StudentConfig, build_config
 from jasper.data.tokens import TokenCache
+from jasper.errors import JasperError
 from jasper.losses import DistillObjective
 from jasper.models.student import build_student
 from jasper.teach import teach
-from jasper.train.loop import StageRunner, TrainingDiverged, epoch_order, make_optimizer, train
+from jasper.train.guard import TrainingDiverged
+from jasper.train.loop import StageRunner
+from jasper.train.run import train
+from jasper.train.schedule import epoch_order, make_optimizer
 from jasper.train.stages import apply_stage
 
 import helpers
@@ -262,5 +266,5 @@ def test_cuda_graphs_are_refused_without_cuda(tiny_bert, corpus_file, tmp_path):
     data = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs", cuda_graphs=True)
     config = build_config(data)
     teach(config)
-    with pytest.raises(ValueError, match="cuda_graphs: true needs one CUDA device and one process"):
+    with pytest.raises(JasperError, match="cuda_graphs: true needs one CUDA device and one process"):
         train(config)

@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from jasper.config import TeacherConfig
-from jasper.data.store import StoreError, TeacherStore, compute_teacher, read_manifest
+from jasper.data.store import StoreError, TeacherStore, read_manifest
+from jasper.data.store_writer import compute_teacher
+from jasper.errors import JasperError
 
 import helpers
 
@@ -54,7 +56,7 @@ def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path):
     script = textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
         from jasper.config import TeacherConfig
-        from jasper.data.store import compute_teacher
+        from jasper.data.store_writer import compute_teacher
         texts = open({str(corpus)!r}, encoding="utf-8").read().splitlines()
         teacher = TeacherConfig(name="ta", backend="callable", model="helpers:teacher_a")
         compute_teacher({str(tmp_path / "killed")!r}, teacher, texts, "float32", 16)
@@ -101,7 +103,7 @@ def test_teacher_whose_output_dim_changed(tmp_path, monkeypatch):
     monkeypatch.setenv("TEACHER_DIM", "8")
     monkeypatch.setenv("JASPER_KILL_AFTER_SHARDS", "")
     # compute one shard by hand-limiting: run on the first 16 rows' worth, then change the dim
-    from jasper.data import store as store_module
+    from jasper.data import store_writer as store_module
 
     calls = {"n": 0}
     original = store_module.atomic_save_npy
@@ -136,7 +138,7 @@ def test_incomplete_store_is_refused(tmp_path):
 
 
 def test_bad_callable_spec(tmp_path):
-    with pytest.raises(ValueError, match="module:function"):
+    with pytest.raises(JasperError, match="module:function"):
         compute_teacher(tmp_path, TeacherConfig(name="x", backend="callable", model="nocolon"), ["a text"])
 
 
@@ -150,7 +152,7 @@ def test_callable_workers_keep_order(tmp_path):
 
 
 def test_joining_shards_refuses_missing_or_mixed_width_shards(tmp_path):
-    from jasper.data.store import _consolidate
+    from jasper.data.store_writer import _consolidate
     from jasper.io import atomic_save_npy
 
     manifest = {"teacher": "t", "rows": 6, "dim": None, "dtype": "float32"}

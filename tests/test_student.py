@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from jasper.config import StageConfig, StudentConfig
+from jasper.errors import JasperError
 from jasper.models.backbone import layer_list
 from jasper.models.student import build_student, load_student, mean_pool, save_student
 from jasper.train.stages import apply_stage
@@ -41,7 +42,7 @@ def test_padding_does_not_change_vectors(tiny_bert):
 
 
 def test_keep_layers_out_of_range(tiny_bert):
-    with pytest.raises(ValueError, match="keep_layers"):
+    with pytest.raises(JasperError, match="keep_layers"):
         build_student(StudentConfig(model=str(tiny_bert), keep_layers=[0, 7], heads=[8]))
 
 
@@ -65,7 +66,7 @@ def test_stage_freezing(family, request):
 
 def test_stage_more_layers_than_model(tiny_bert):
     student = build_student(StudentConfig(model=str(tiny_bert), heads=[8]))
-    with pytest.raises(ValueError, match="last 9 layers, the student has 4"):
+    with pytest.raises(JasperError, match="last 9 layers, the student has 4"):
         apply_stage(student, StageConfig(name="s", train="last_layers", last_layers=9, lr=1e-3, steps=1))
 
 

@@ -18,6 +18,7 @@ import yaml
 from PIL import Image
 
 from jasper.config import ConfigError, build_config
+from jasper.errors import JasperError
 
 import helpers
 from conftest import TESTS, tiny_config_dict
@@ -155,9 +156,8 @@ def test_images_in_the_text_space_from_the_run_and_from_the_export(tiny_bert, co
     assert _jasper("train", str(path)).returncode == 0
     assert _jasper("export", str(path)).returncode == 0
     export = run_dir / "export"
-    assert (export / "image" / "tower.json").is_file() and "ImageEmbedder" in (
-        export / "image" / "README.md"
-    ).read_text()
+    assert (export / "image" / "tower.json").is_file()
+    assert "from jasper import load_model" in (export / "image" / "README.md").read_text()
     out = tmp_path / "images.npy"
     encoded = _jasper("encode", str(run_dir), "--images", str(image_data["test"]), "--out", str(out), "--dim", "6")
     assert encoded.returncode == 0, encoded.stderr
@@ -167,13 +167,16 @@ def test_images_in_the_text_space_from_the_run_and_from_the_export(tiny_bert, co
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
 
     from jasper.encode import encode_images
-    from jasper.eval.vision import ImageEmbedder
+    from jasper.models.image_side import ImageEmbedder
 
     torch.set_num_threads(1)
     paths = [Path(f) for f in files]
     np.testing.assert_allclose(encode_images(run_dir, paths, 6), vectors, atol=1e-5)
     exported = ImageEmbedder.from_export(export / "dim-6").embed(paths)
     np.testing.assert_allclose(exported[6], vectors, atol=1e-5)  # the export's image path = the run's
+    import jasper  # what the export's README shows
+
+    np.testing.assert_allclose(jasper.load_model(export / "dim-6").encode_images(paths), vectors, atol=1e-5)
     both = _jasper("encode", str(run_dir), "--images", str(image_data["test"]), "--input", str(corpus_file),
                    "--out", str(out))  # fmt: skip
     assert both.returncode == 2 and "exactly one of --input" in both.stderr
@@ -199,7 +202,7 @@ def test_vision_config_and_data_errors_name_the_problem(tiny_bert, corpus_file, 
 
 def test_offline_without_local_image_data_says_what_it_skipped(tiny_bert, corpus_file, image_data, tmp_path):
     from jasper.eval.vision import _flickr8k, _imagenette
-    from jasper.train.vision import training_pairs
+    from jasper.train.vision_data import training_pairs
 
     base = yaml.safe_load(_config(tmp_path, tiny_bert, corpus_file, image_data, "offline").read_text())
     base["eval"] |= {"flickr8k_dir": str(tmp_path / "absent"), "imagenette_dir": str(tmp_path / "absent2")}
@@ -209,5 +212,5 @@ def test_offline_without_local_image_data_says_what_it_skipped(tiny_bert, corpus
     said = " ".join(notes)
     assert "Flickr8k retrieval skipped: no folder at" in said and "Imagenette zero-shot skipped" in said
     assert "HF_HUB_OFFLINE=1" in said
-    with pytest.raises(ValueError, match="image-caption dataset 'someone/image-captions' is not in the local"):
+    with pytest.raises(JasperError, match="image-caption dataset 'someone/image-captions' is not in the local"):
         training_pairs(config.vision, config.run_dir)

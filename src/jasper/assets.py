@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from jasper.errors import JasperError
+
 logger = logging.getLogger(__name__)
 
 # hub id -> (module, function returning the folder) of a pip package that ships the same weights
@@ -21,7 +23,7 @@ def resolve_model(name: str) -> str:
     if os.path.exists(name):
         return name
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
-        raise FileNotFoundError(f"model folder '{name}' does not exist")
+        raise JasperError(f"model folder '{name}' does not exist")
     packaged = PACKAGED_MODELS.get(name)
     if packaged is not None:
         try:

@@ -1,27 +1,27 @@
-"""The `jasper` command: teach, train, eval, export, encode, run."""
+"""The `jasper` command: a thin table over the Python API (`jasper.api`)."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
+import os
 import sys
-import time
-from collections.abc import Callable, Iterator
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar, cast
 
 import typer
 
-from jasper.config import ConfigError, RunConfig, load_config
-from jasper.data.corpus import CorpusError
-from jasper.data.store import StoreError
-from jasper.hub import HubUnavailable
-from jasper.runtime import set_threads, setup_logging
+from jasper.errors import JasperError, describe_os_error
+from jasper.run_folder import RunFolder
+from jasper.runtime import setup_logging
 
 app = typer.Typer(
     help="Distil several embedding models into one small student.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,  # a bug's traceback must not print the locals (keys, texts)
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 logger = logging.getLogger("jasper")
@@ -30,45 +30,45 @@ Overrides = Annotated[Optional[list[str]], typer.Argument(help="key=value overri
 ConfigArg = Annotated[Path, typer.Argument(help="a YAML config, or a run folder holding config.yaml")]
 Command = TypeVar("Command", bound=Callable[..., Any])
 Restart = Annotated[bool, typer.Option("--restart", help="discard this run's training and start it over")]
-USER_ERRORS = (ConfigError, CorpusError, StoreError, HubUnavailable, ValueError, FileNotFoundError, PermissionError)
 
 
-def _config(path: Path, overrides: list[str] | None) -> RunConfig:
-    config = load_config(path, overrides)
-    set_threads(config.threads)
-    return config
-
-
-@contextlib.contextmanager
-def _run(config: RunConfig, restart: bool = False, record: bool = True) -> Iterator[None]:
-    """Hold the run folder's lock (one writer at a time), refuse a config that would change a started run's
-    training, and record the config when the command does work with it."""
-    from jasper.locks import folder_lock
-    from jasper.run_folder import check_run
-
-    with folder_lock(config.run_dir, f"run '{config.name}'"):
-        check_run(config, restart=restart, record=record)
-        yield
+def _say(message: str) -> None:
+    """A user's error: one red line (with the traceback too under JASPER_DEBUG=1), exit code 2."""
+    if os.environ.get("JASPER_DEBUG") == "1":
+        traceback.print_exc()
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
 
 
 def _guard(action: Command) -> Command:
-    """Turn bad input into one clear line and exit code 2 instead of a traceback; Ctrl-C into exit code 130
-    (what was saved and where a rerun starts is logged where the work stopped)."""
-    import functools
+    """A user's mistake (a JasperError, a full disk, a path that cannot be written) becomes one clear line and exit
+    code 2; Ctrl-C exit code 130 (what was saved and where a rerun starts is logged where the work stopped); any
+    other exception is a bug and keeps its traceback."""
 
     @functools.wraps(action)
     def wrapper(*args: object, **kwargs: object) -> object:
         setup_logging()
         try:
             return action(*args, **kwargs)
-        except USER_ERRORS as error:
-            typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-            raise typer.Exit(2) from None
+        except JasperError as error:
+            _say(str(error))
+        except OSError as error:
+            described = describe_os_error(error)
+            if described is None:
+                raise
+            _say(described)
         except KeyboardInterrupt:
             typer.secho("interrupted: rerun the same command to resume from what was saved", err=True)
             raise typer.Exit(130) from None
+        return None
 
     return cast(Command, wrapper)
+
+
+def _run(config: Path, overrides: list[str] | None) -> Any:
+    from jasper.api import Run
+
+    return Run(config, overrides)
 
 
 def _version(value: bool) -> None:
@@ -92,47 +92,14 @@ def _main(
 @_guard
 def teach(config: ConfigArg, overrides: Overrides = None) -> None:
     """Compute and store the teachers' vectors for the corpus (resumable)."""
-    from jasper.teach import teach as run_teach
-
-    resolved = _config(config, overrides)
-    with _run(resolved):
-        run_teach(resolved)
+    _run(config, overrides).teach()
 
 
 @app.command()
 @_guard
 def train(config: ConfigArg, overrides: Overrides = None, restart: Restart = False) -> None:
     """Train the student through the configured stages (resumes a killed run)."""
-    from jasper.train.loop import train as run_train
-
-    resolved = _config(config, overrides)
-    with _run(resolved, restart):
-        folder = run_train(resolved)
-    logger.info("student saved to %s", folder)
-
-
-def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = True) -> None:
-    from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim, plot_vision_by_dim
-    from jasper.eval.report import print_table, write_markdown, write_report
-    from jasper.eval.runner import evaluate_run, scores_as_dicts
-    from jasper.train.log import TrainLog
-
-    scores, notes = evaluate_run(config, trusted=trusted)
-    rows = scores_as_dicts(scores)
-    run_dir = config.run_dir
-    write_report(run_dir / "report.json", rows, time.perf_counter() - started, notes, run=config.name)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    plots = [
-        plot_scores_by_dim(rows, run_dir / "plots" / "scores_by_dim.png"),
-        plot_loss_parts(TrainLog(run_dir / "train_log.jsonl").read(), run_dir / "plots" / "loss_parts.png"),
-        plot_vision_by_dim(rows, run_dir / "plots" / "vision_by_dim.png"),
-    ]
-    write_markdown(run_dir / "report.md", title, rows, notes, [p for p in plots if p])
-    from jasper.export.card import write_cards
-
-    write_cards(config, sorted((run_dir / "export").glob("dim-*")))  # the cards get this evaluation's table
-    print_table(rows, notes, title=title)
-    logger.info("report: %s and %s", run_dir / "report.md", run_dir / "report.json")
+    logger.info("student saved to %s", _run(config, overrides).train(restart))
 
 
 @app.command("eval")
@@ -151,75 +118,19 @@ def evaluate(
 
     A plain model takes the overrides name=, output_dir= and eval.<key>= (its report goes to <output_dir>/<name>).
     """
-    if target.suffix in (".yaml", ".yml") or (target / "config.yaml").is_file():
-        config = _config(target, overrides)
-        # a run folder may come from anyone: its callable / API / remote-code teachers run only when asked
-        trusted = trust_config or target.suffix in (".yaml", ".yml")
-        with _run(config, record=False):
-            if mteb_tasks:
-                _evaluate_mteb(config, mteb_tasks.split(","), mteb_dim, mteb_prompts)
-            else:
-                _evaluate(config, time.perf_counter(), f"jasper eval '{config.name}'", trusted)
-        return
-    if mteb_tasks:
-        raise ValueError("--mteb needs a run (a config or run folder), not a plain model")
-    _evaluate_plain_model(str(target), overrides)
+    from jasper.api import evaluate_model
 
-
-def _evaluate_plain_model(model: str, overrides: list[str] | None) -> None:
-    from jasper.config import model_eval_config
-    from jasper.eval.report import print_table, write_markdown, write_report
-    from jasper.eval.runner import evaluate_model, scores_as_dicts
-
-    started = time.perf_counter()
-    settings = model_eval_config(model, overrides)
-    scores, notes = evaluate_model(model, settings.eval)
-    rows = scores_as_dicts(scores)
-    folder = settings.run_dir
-    title = f"jasper eval '{model}'"
-    write_report(folder / "report.json", rows, time.perf_counter() - started, notes, model=model)
-    write_markdown(folder / "report.md", title, rows, notes, [])
-    print_table(rows, notes, title=title)
-    logger.info("report: %s and %s", folder / "report.md", folder / "report.json")
-
-
-def _evaluate_mteb(config: RunConfig, tasks: list[str], dims: list[int] | None, prompts: str) -> None:
-    from jasper.eval.mteb_wrapper import evaluate_mteb_run
-    from jasper.eval.report import print_table
-
-    rows, notes = evaluate_mteb_run(config, tasks, dims, prompts)
-    print_table(rows, notes, title=f"MTEB, run '{config.name}'")
-
-
-def _trained_student(config: RunConfig) -> Any:
-    from jasper.models.student import load_student
-
-    student_dir = config.run_dir / "student"
-    if not (student_dir / "student.json").is_file():
-        raise FileNotFoundError(
-            f"run '{config.name}' has no trained student at '{student_dir}': run `jasper train` first"
-        )
-    return load_student(student_dir)
-
-
-def _export(config: RunConfig, dims: list[int], out: Path, into: bool = False) -> list[Path]:
-    """Export the heads `dims` under `out` (`dim-<D>/` each), or the one head into `out` itself, with cards."""
-    from jasper.export.card import write_cards
-    from jasper.export.sentence_transformers import export_all, export_head
-
-    student = _trained_student(config)
-    paths = [export_head(student, dims[0], out)] if into else export_all(student, dims, out)
-    write_cards(config, paths)
-    _export_image(config, out, paths)
-    return paths
-
-
-def _export_image(config: RunConfig, out: Path, heads: list[Path]) -> None:
-    from jasper.export.image import export_image_side
-
-    written = export_image_side(config.run_dir, out, heads)
-    if written is not None:
-        logger.info("wrote %s (the image path: images in the same space as these heads' texts)", written)
+    if target.suffix in (".yaml", ".yml") or RunFolder(target).config.is_file():
+        run = _run(target, overrides)
+        if mteb_tasks:
+            report = run.evaluate_mteb(mteb_tasks.split(","), mteb_dim, mteb_prompts)
+        else:  # a run folder may come from anyone: its callable / API / remote-code teachers run only when asked
+            report = run.evaluate(trusted=trust_config or target.suffix in (".yaml", ".yml"))
+    elif mteb_tasks:
+        raise JasperError("--mteb needs a run (a config or run folder), not a plain model")
+    else:
+        report = evaluate_model(str(target), overrides)
+    report.print()
 
 
 @app.command()
@@ -244,32 +155,7 @@ def export(
     overrides: Overrides = None,
 ) -> None:
     """Write sentence-transformers folders (with model cards) for the chosen heads; optionally upload one."""
-    config = _config(run, overrides)
-    dims = dim or config.export.dims or config.student.heads
-    if push_to_hub and len(dims) != 1:
-        raise ValueError(f"--push-to-hub uploads one head: choose it with --dim (heads: {dims})")
-    if format not in ("sentence-transformers", "onnx") or (quantize and format != "onnx"):
-        raise ValueError(f"--format {format} --quantize {quantize}: use --format onnx [--quantize int8]")
-    with _run(config, record=False):
-        paths = _export_dims(config, dims, out)
-        if format == "onnx":
-            from jasper.export.onnx import export_onnx
-
-            for path in paths:
-                for written in export_onnx(path, quantize):
-                    logger.info("wrote %s", written)
-    if push_to_hub:
-        from jasper.export.hub import push_folder
-
-        url = push_folder(paths[0], push_to_hub, private)
-        logger.info("uploaded %s to %s", paths[0], url)
-
-
-def _export_dims(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
-    paths = _export(config, dims, out or config.run_dir / "export", into=out is not None and len(dims) == 1)
-    for path in paths:
-        logger.info("wrote %s", path)
-    return paths
+    _run(run, overrides).export(dim, out, format, quantize, push_to_hub, private)
 
 
 @app.command()
@@ -294,20 +180,13 @@ def serve(
 ) -> None:
     """Serve an OpenAI-compatible embeddings API (POST /v1/embeddings, GET /v1/models, GET /health)."""
     try:
-        from jasper.serve import Limits
-        from jasper.serve import serve as run_server
+        from jasper.serve.app import serve as run_server
     except ImportError as missing:  # without the serve extra: one line saying what to install
-        raise ValueError(str(missing)) from None
+        raise JasperError(str(missing)) from None
+    from jasper.serve import Limits
 
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"--backend {backend}: choose torch or onnx")
     limits = Limits(max_inputs, int(max_body_mb * 2**20), max_batch, max_wait_ms)
-    onnx_file = None
-    if backend == "onnx":
-        from jasper.export.onnx import FP32_FILE, INT8_FILE
-
-        onnx_file = INT8_FILE if quantized else FP32_FILE
-    run_server(model, host, port, api_key_env, limits, name, backend, onnx_file)
+    run_server(model, host, port, api_key_env, limits, name, backend, quantized)
 
 
 @app.command()
@@ -331,27 +210,27 @@ def encode(
     """Embed a file of texts (--input) or a folder of images (--images) to a .npy file."""
     import numpy as np
 
+    from jasper.api import load_model
     from jasper.io import atomic_save_npy, atomic_write_text
 
     if (input is None) == (images is None):
-        raise ValueError("give exactly one of --input (a file of texts) or --images (a folder of images)")
+        raise JasperError("give exactly one of --input (a file of texts) or --images (a folder of images)")
     if images is not None:
-        from jasper.encode import encode_images, image_files
+        from jasper.encode import image_files
 
         files = image_files(images)
-        vectors = encode_images(model, files, dim, batch_size)
-        source: Path = images
+        vectors = load_model(model).encode_images(files, dim, batch_size)
         # which row is which image: <out>.files.txt, one path per line, in row order
         atomic_write_text(out.with_name(out.name + ".files.txt"), "".join(f"{f}\n" for f in files))
     else:
         from jasper.data.corpus import read_corpus
-        from jasper.encode import encode_texts
 
         assert input is not None
-        vectors = encode_texts(model, read_corpus(input), dim, batch_size, truncate)
-        source = input
+        vectors = load_model(model).encode(read_corpus(input), dim, batch_size, truncate)
     if not np.isfinite(vectors).all():
-        raise ValueError(f"'{model}' gave non-finite vectors (NaN/inf) for {source}: nothing written to {out}")
+        raise JasperError(
+            f"'{model}' gave non-finite vectors (NaN/inf) for {input or images}: nothing written to {out}"
+        )
     atomic_save_npy(out, vectors)
     logger.info("wrote %s %s", out, vectors.shape)
 
@@ -360,18 +239,8 @@ def encode(
 @_guard
 def run(config: ConfigArg, overrides: Overrides = None, restart: Restart = False) -> None:
     """teach -> train -> export -> eval for one config, then print the table."""
-    from jasper.teach import teach as run_teach
-    from jasper.train.loop import train as run_train
-
-    started = time.perf_counter()
-    resolved = _config(config, overrides)
-    with _run(resolved, restart):
-        run_teach(resolved)
-        run_train(resolved)
-        paths = _export(resolved, resolved.export.dims or resolved.student.heads, resolved.run_dir / "export")
-        _evaluate(resolved, started, f"jasper run '{resolved.name}'")
-    for path in paths:
-        logger.info("sentence-transformers model: %s", path)
+    this = _run(config, overrides)
+    this.all(restart).print()
 
 
 @app.command()
@@ -384,8 +253,7 @@ def compare(
     """Two runs' reports side by side, with the difference (e.g. a loss ablation)."""
     from jasper.eval.compare import compare_reports, print_comparison
 
-    rows = compare_reports(run_a, run_b)
-    markdown = print_comparison(rows, run_a.name, run_b.name)
+    markdown = print_comparison(compare_reports(run_a, run_b), run_a.name, run_b.name)
     if out is not None:
         from jasper.io import atomic_write_text
 

@@ -1,4 +1,5 @@
-"""Embed texts with a run's student, a saved student or any sentence-transformers folder."""
+"""Embedding with jasper's models: texts through a run's student, a saved student, an exported head or any
+sentence-transformers model; images through a run's (or an export's) image path."""
 
 from __future__ import annotations
 
@@ -10,24 +11,40 @@ from typing import Any
 import numpy as np
 
 from jasper.config import load_config
+from jasper.errors import JasperError
+from jasper.export.sentence_transformers import JASPER_EXPORT_META
+from jasper.run_folder import saved_student
 
 logger = logging.getLogger(__name__)
-JASPER_EXPORT_META = "jasper_head.json"  # written by `jasper export` beside each head's modules
 
 
 def resolve_student_dir(target: str | Path) -> Path | None:
-    """The saved student of a run folder / config / student folder, or None for anything else."""
+    """The saved student of a run folder, a config or a student folder; None for anything else (a model)."""
     path = Path(target)
-    if (path / "student.json").is_file():
-        return path
-    if (path / "student" / "student.json").is_file():
-        return path / "student"
-    if path.is_file() and path.suffix in (".yaml", ".yml"):
-        student = load_config(path).run_dir / "student"
-        if (student / "student.json").is_file():
-            return student
-        raise FileNotFoundError(f"config '{path}' has no trained student at '{student}': run `jasper train` first")
-    return None
+    found = saved_student(path)
+    if found is not None or not (path.is_file() and path.suffix in (".yaml", ".yml")):
+        return found
+    run = load_config(path).folder
+    if not run.has_student:
+        raise JasperError(f"config '{path}' has no trained student at '{run.student}': run `jasper train` first")
+    return run.student
+
+
+def load_sentence_transformer(name: str, device: str = "cpu") -> Any:
+    """A SentenceTransformer from a folder, a packaged copy or a hub id (one clear line when it cannot load)."""
+    from sentence_transformers import SentenceTransformer
+
+    from jasper.assets import resolve_model
+
+    return SentenceTransformer(resolve_model(name), device=device)
+
+
+def st_encode(
+    model: Any, texts: list[str], batch_size: int = 64, normalize: bool = True, progress: bool = False
+) -> np.ndarray:
+    """`SentenceTransformer.encode` as jasper calls it everywhere: float32 rows, L2-normalised by default."""
+    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
+    return np.asarray(vectors, dtype=np.float32)
 
 
 def model_dim(model: Any) -> int:
@@ -36,54 +53,92 @@ def model_dim(model: Any) -> int:
     return int(method() or 0)
 
 
+class EmbeddingModel:
+    """A model to embed with: a run (folder or config), a saved student, an exported head or any
+    sentence-transformers model; images too where the run (or the export) has a trained image side.
+
+    One rule for every kind: `dim` must be a dim the model was trained to give (a head of a run; a folder's own
+    output dim, or a prefix head of a jasper export with head_mode prefix).
+    """
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = str(target)
+        self.student_dir = resolve_student_dir(target)
+        self.student: Any = None
+        self.sentence_transformer: Any = None
+        if self.student_dir is not None:
+            from jasper.models.student import load_student
+
+            self.student = load_student(self.student_dir)
+            self.dims = list(self.student.head_dims)
+        else:
+            self.sentence_transformer = load_sentence_transformer(self.target)
+            self.dims = [model_dim(self.sentence_transformer)]
+        self._images: Any = None
+
+    def encode(
+        self, texts: list[str], dim: int | None = None, batch_size: int = 64, truncate: bool = False
+    ) -> np.ndarray:
+        """L2-normalised vectors (N, dim) of `texts`; dim None = FC1 (or the model's own output).
+
+        `truncate=True` cuts a plain model's vectors to `dim` anyway, for models trained Matryoshka-style.
+        """
+        if self.student is not None:
+            chosen = dim if dim is not None else self.dims[0]
+            if chosen not in self.dims:
+                raise JasperError(f"dim {chosen} is not a head of '{self.student_dir}' (heads: {self.dims})")
+            return np.asarray(self.student.encode(texts, [chosen], batch_size=batch_size, progress=True)[chosen])
+        model, own = self.sentence_transformer, self.dims[0]
+        if dim is not None and dim != own:
+            _check_truncation(self.target, own, dim, truncate)
+        model.truncate_dim = dim if dim != own else None
+        return st_encode(model, texts, batch_size, progress=True)
+
+    def encode_images(self, images: list[Any], dim: int | None = None, batch_size: int = 32) -> np.ndarray:
+        """Unit vectors (N, dim) of images (paths or PIL images), in the space of the same head's text vectors."""
+        if self._images is None:
+            self._images = self._image_embedder()
+        chosen = dim if dim is not None else self._images.dims[0]
+        if chosen not in self._images.dims:
+            raise JasperError(f"dim {chosen} is not a head of '{self.target}' (heads: {self._images.dims})")
+        return np.asarray(self._images.embed(list(images), [chosen], batch_size)[chosen], dtype=np.float32)
+
+    def _image_embedder(self) -> Any:
+        """The image path of the run, or of the exported head with `image/` beside it."""
+        from jasper.models.image_side import ImageEmbedder, read_tower
+        from jasper.run_folder import IMAGE_DIR
+
+        if self.student_dir is None:
+            return ImageEmbedder.from_export(self.target)
+        image_dir = self.student_dir.parent / IMAGE_DIR
+        read_tower(image_dir)  # no image side: the error says so
+        return ImageEmbedder.load(image_dir, self.student)
+
+
 def encode_texts(
     target: str, texts: list[str], dim: int | None, batch_size: int = 64, truncate: bool = False
 ) -> np.ndarray:
-    """L2-normalised vectors (N, dim) for `texts`; dim None = the FC1 head (or the model's own output).
-
-    One rule for runs and model folders: `dim` must be a dim the model was trained to give (a head of a run;
-    a folder's own output dim, or a prefix head of a jasper export with head_mode prefix). `truncate=True`
-    cuts a plain model's vectors anyway, for models trained Matryoshka-style, with a warning.
-    """
-    student_dir = resolve_student_dir(target)
-    if student_dir is not None:
-        from jasper.models.student import load_student
-
-        student = load_student(student_dir)
-        chosen = dim if dim is not None else student.head_dims[0]
-        if chosen not in student.head_dims:
-            raise ValueError(f"dim {chosen} is not a head of '{student_dir}' (heads: {student.head_dims})")
-        return student.encode(texts, [chosen], batch_size=batch_size, progress=True)[chosen]
-    from sentence_transformers import SentenceTransformer
-
-    from jasper.assets import resolve_model
-
-    model = SentenceTransformer(resolve_model(target), device="cpu")
-    own = model_dim(model)
-    if dim is not None and dim != own:
-        _check_truncation(target, own, dim, truncate)
-        model.truncate_dim = dim
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=True)
-    return np.asarray(vectors, dtype=np.float32)
+    """L2-normalised vectors (N, dim) of `texts` by the model at `target` (see `EmbeddingModel`)."""
+    return EmbeddingModel(target).encode(texts, dim, batch_size, truncate)
 
 
 def _check_truncation(target: str, own: int, dim: int, truncate: bool) -> None:
     """Refuse a dim the model was not trained to give, unless asked to truncate (then warn)."""
     if dim > own:
-        raise ValueError(f"'{target}' gives {own}-d vectors: --dim {dim} is larger")
+        raise JasperError(f"'{target}' gives {own}-d vectors: --dim {dim} is larger")
     meta_path = Path(target) / JASPER_EXPORT_META
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if meta.get("head_mode") == "prefix" and meta.get("dim") == meta["heads"][0] and dim in meta["heads"]:
             return  # a prefix of FC1 is exactly that head's output
-        raise ValueError(
+        raise JasperError(
             f"'{target}' is jasper's {own}-d head; --dim {dim} would truncate it, and jasper's heads are "
             f"independent, not prefixes: use the {dim}-d head's export (the run's heads: {meta['heads']})"
             if dim in meta["heads"]
             else f"'{target}' is jasper's {own}-d head and {dim} is no head of its run (heads: {meta['heads']})"
         )
     if not truncate:
-        raise ValueError(
+        raise JasperError(
             f"'{target}' gives {own}-d vectors; --dim {dim} would cut them, which is only meaningful for a model "
             "trained for it (Matryoshka): pass --truncate to cut anyway"
         )
@@ -96,32 +151,14 @@ def image_files(folder: str | Path) -> list[Path]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"--images '{folder}' is not a folder")
+        raise JasperError(f"--images '{folder}' is not a folder")
     files = sorted(f for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
     if not files:
-        raise ValueError(f"--images '{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        raise JasperError(f"--images '{folder}' holds no image files ({', '.join(IMAGE_SUFFIXES)})")
     return files
-
-
-def image_embedder(target: str | Path) -> Any:
-    """The image path of a run (folder or config) or of an exported head folder with `image/` beside it."""
-    from jasper.eval.vision import ImageEmbedder
-    from jasper.train.vision import IMAGE_DIR, read_tower
-
-    student_dir = resolve_student_dir(target)
-    if student_dir is None:
-        return ImageEmbedder.from_export(target)
-    from jasper.models.student import load_student
-
-    read_tower(student_dir.parent / IMAGE_DIR)  # no image side: the error says so before the student loads
-    return ImageEmbedder.load(student_dir.parent / IMAGE_DIR, load_student(student_dir))
 
 
 def encode_images(target: str | Path, images: list[Any], dim: int | None = None, batch_size: int = 32) -> np.ndarray:
     """Unit vectors (N, dim) of images (paths or PIL images) in the text space of `target`'s head `dim`
     (default FC1): compare them with the same model's text vectors."""
-    embedder = image_embedder(target)
-    chosen = dim if dim is not None else embedder.dims[0]
-    if chosen not in embedder.dims:
-        raise ValueError(f"dim {chosen} is not a head of '{target}' (heads: {embedder.dims})")
-    return np.asarray(embedder.embed(list(images), [chosen], batch_size)[chosen], dtype=np.float32)
+    return EmbeddingModel(target).encode_images(images, dim, batch_size)

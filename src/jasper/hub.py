@@ -7,11 +7,13 @@ import logging
 import os
 from pathlib import Path
 
+from jasper.errors import JasperError
+
 logger = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0
 
 
-class HubUnavailable(ValueError):
+class HubUnavailable(JasperError):
     """Something must come from the hub and cannot: no network, or HF_HUB_OFFLINE=1 without a cached copy."""
 
     def __init__(self, message: str, reason: str = "") -> None:

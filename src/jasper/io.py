@@ -1,11 +1,13 @@
-"""Atomic file writes: a killed process never leaves a half-written file under the final name."""
+"""Atomic writes of files and folders: a killed process never leaves a half-written one under the final name."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +56,60 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
             np.save(handle, array, allow_pickle=False)
 
     atomic_write(path, write)
+
+
+def staging_path(target: Path) -> Path:
+    """Where a folder is written before it is swapped in: hidden beside `target` (no `dim-*` glob sees it)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.tmp")
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where that is unavailable."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    at_cwd, exchange = -100, 2
+    return int(renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), exchange)) == 0
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Put the folder `new` in place of `target`: a kill at any moment leaves the old folder or the new one, whole.
+
+    Where the file system can swap two folders atomically (Linux), it does; elsewhere the old folder is moved
+    aside first and a leftover is restored by the next `folder_swap` on the same target.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new)  # it now holds the old folder
+        return
+    aside = target.with_name(f".{target.name}.old")
+    shutil.rmtree(aside, ignore_errors=True)
+    os.replace(target, aside)
+    os.replace(new, target)
+    shutil.rmtree(aside)
+
+
+@contextlib.contextmanager
+def folder_swap(target: Path) -> Iterator[Path]:
+    """Write a folder in a staging place beside `target` and swap it in whole when the block ends without error
+    (the staging folder is removed on an error)."""
+    target = Path(target)
+    aside = target.with_name(f".{target.name}.old")
+    if aside.is_dir() and not target.exists():  # a kill in replace_folder's fallback, between its two renames
+        os.replace(aside, target)
+    staging = staging_path(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_folder(staging, target)

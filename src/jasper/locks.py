@@ -13,10 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from jasper.errors import JasperError
+
 LOCK_NAME = ".jasper.lock"
 
 
-class FolderLocked(ValueError):
+class FolderLocked(JasperError):
     """Another process holds the folder's lock."""
 
 
@@ -46,7 +48,7 @@ def folder_lock(folder: Path, what: str) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
         handle = open(folder / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole block
     except PermissionError:
-        raise PermissionError(f"cannot write to {what} '{folder}': permission denied (read-only?)") from None
+        raise JasperError(f"cannot write to {what} '{folder}': permission denied (read-only?)") from None
     try:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

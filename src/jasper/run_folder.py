@@ -1,90 +1,141 @@
-"""A run folder's record of what was run: `config.yaml` is written only for work that uses it, and a config that
-would change a started run's training is refused with the difference (or the run is restarted on request)."""
+"""The layout of a run folder: every path jasper reads or writes under `runs/<name>/`, in one place."""
 
 from __future__ import annotations
 
-import logging
-import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from jasper.config import ConfigError, RunConfig, load_config, save_config
+from jasper.io import staging_path
 
-logger = logging.getLogger(__name__)
-CONFIG_NAME = "config.yaml"
-# keys that never change what training computes: free to change between commands on one run
-FREE_KEYS = {"name", "output_dir", "threads", "device", "eval", "export", "store.dir", "student.gradient_checkpointing"}
-FREE_TEACHER_KEYS = {"name", "batch_size", "workers", "engine", "max_batch_tokens", "timeout_s", "max_retries"}
-FREE_TEACHER_KEYS |= {"requests_per_minute", "api_key_env", "api_base"}
-FREE_STAGE_KEYS = {"checkpoint_every", "micro_batch_size"}  # micro-batches give the same gradients (tested)
-TRAINING_OUTPUTS = ("checkpoints", "train_log.jsonl", "student", "student.tmp", "export", "image", "image.tmp")
+STUDENT_META = "student.json"  # marks a saved student folder
+IMAGE_DIR = "image"  # the trained image side: in a run folder, and beside its exported heads
 
 
-def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out |= _flat(item, f"{prefix}{key}.")
-        return out
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        out = {}
-        for index, item in enumerate(value):
-            out |= _flat(item, f"{prefix}{index}.")
-        return out | {f"{prefix}#": len(value)}
-    return {prefix[:-1]: value}
+@dataclass(frozen=True)
+class RunFolder:
+    """One run's folder: its config, teachers, checkpoints, log, student, image side, exports and reports."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        """The resolved config of what was run."""
+        return self.root / "config.yaml"
+
+    @property
+    def teachers(self) -> Path:
+        """The default teacher-vector store (`store.dir` may put it elsewhere)."""
+        return self.root / "teachers"
+
+    @property
+    def corpus(self) -> Path:
+        """A built-in corpus, written once."""
+        return self.root / "corpus.txt"
+
+    @property
+    def heldout_articles(self) -> Path:
+        """The built-in corpus's held-out Wikipedia articles (for the derived retrieval task)."""
+        return self.root / "heldout_articles.json"
+
+    @property
+    def heldout_retrieval(self) -> Path:
+        """The derived retrieval task of a corpus with article ids."""
+        return self.root / "heldout_retrieval.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        """Training state: `last.pt`, `vision.pt`, DeepSpeed shards."""
+        return self.root / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """Where the text stages resume from."""
+        return self.checkpoints / "last.pt"
+
+    @property
+    def vision_checkpoint(self) -> Path:
+        """Where the vision stages resume from."""
+        return self.checkpoints / "vision.pt"
+
+    @property
+    def deepspeed(self) -> Path:
+        """The ranks' DeepSpeed optimizer shards, one folder per checkpoint tag."""
+        return self.checkpoints / "deepspeed"
+
+    @property
+    def train_log(self) -> Path:
+        """One JSON line per optimizer step (and per periodic evaluation)."""
+        return self.root / "train_log.jsonl"
+
+    @property
+    def student(self) -> Path:
+        """The trained text student (backbone, tokenizer, heads)."""
+        return self.root / "student"
+
+    @property
+    def image(self) -> Path:
+        """The trained image side (projections and `tower.json`)."""
+        return self.root / IMAGE_DIR
+
+    @property
+    def vision_work(self) -> Path:
+        """The vision stage's caches: image features, caption vectors, hub copies."""
+        return self.root / "vision"
+
+    @property
+    def export(self) -> Path:
+        """Exported sentence-transformers folders, `dim-<D>/` per head."""
+        return self.root / "export"
+
+    def export_head(self, dim: int) -> Path:
+        """The exported folder of head `dim`."""
+        return self.export / f"dim-{dim}"
+
+    @property
+    def report_json(self) -> Path:
+        """The evaluation's rows, notes and wall time."""
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        """The evaluation table, notes and plots, for people."""
+        return self.root / "report.md"
+
+    @property
+    def plots(self) -> Path:
+        """PNG plots of the run."""
+        return self.root / "plots"
+
+    @property
+    def eval_cache(self) -> Path:
+        """Scores of this run's student, by fingerprint."""
+        return self.root / "eval_cache.json"
+
+    @property
+    def has_student(self) -> bool:
+        """Whether the text student is trained and saved."""
+        return (self.student / STUDENT_META).is_file()
+
+    @property
+    def training_outputs(self) -> tuple[Path, ...]:
+        """What `--restart` discards: everything training wrote (teacher vectors stay)."""
+        return (self.checkpoints, self.train_log, self.student, staging_path(self.student), self.export, self.image,
+                staging_path(self.image))  # fmt: skip
 
 
-def _free(key: str) -> bool:
-    parts = key.split(".")
-    if key in FREE_KEYS or parts[0] in FREE_KEYS or ".".join(parts[:2]) in FREE_KEYS:
-        return True
-    if parts[0] == "teachers" and len(parts) == 3:
-        return parts[2] in FREE_TEACHER_KEYS
-    return parts[0] == "stages" and len(parts) == 3 and parts[2] in FREE_STAGE_KEYS
+def saved_student(path: str | Path) -> Path | None:
+    """The saved student a folder names: a student folder itself, or a run folder's `student/`; else None."""
+    path = Path(path)
+    if (path / STUDENT_META).is_file():
+        return path
+    run = RunFolder(path)
+    return run.student if run.has_student else None
 
 
-def training_changes(before: RunConfig, after: RunConfig) -> list[str]:
-    """`key: old -> new` for every key that would change what training computes."""
-    old, new = _flat(before.model_dump()), _flat(after.model_dump())
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and not _free(k))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
-
-
-def training_started(run_dir: Path) -> bool:
-    """Whether the run has a checkpoint, a log of steps or a trained student."""
-    log = run_dir / "train_log.jsonl"
-    return (
-        (run_dir / "checkpoints" / "last.pt").is_file()
-        or (run_dir / "student" / "student.json").is_file()
-        or (log.is_file() and log.stat().st_size > 0)
-    )
-
-
-def discard_training(run_dir: Path) -> None:
-    """Remove the run's checkpoints, step log, student and exports (teacher vectors stay)."""
-    for name in TRAINING_OUTPUTS:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    logger.info("restart: removed %s of run '%s'", ", ".join(TRAINING_OUTPUTS), run_dir)
-
-
-def check_run(config: RunConfig, restart: bool = False, record: bool = True) -> None:
-    """Refuse a config that changes a started run's training; with `restart`, discard that training instead.
-    `record` writes the config to the run's config.yaml (for commands that do work with it)."""
-    recorded = config.run_dir / CONFIG_NAME
-    started = training_started(config.run_dir)
-    changes = training_changes(load_config(recorded), config) if started and recorded.is_file() else []
-    if started and restart:
-        discard_training(config.run_dir)
-    elif changes:
-        listed = "\n  ".join(changes)
-        raise ConfigError(
-            f"run '{config.name}' was trained with another config ({recorded}); these would change it:\n"
-            f"  {listed}\nUse a new name= for a new run, or pass --restart to discard this run's training "
-            "(its teacher vectors are kept)"
-        )
-    if record:
-        save_config(config, recorded)
+def run_holding(path: Path) -> RunFolder | None:
+    """The run folder whose `student/` or `export/` `path` is, or None."""
+    run = RunFolder(Path(path).parent)
+    return run if Path(path) in (run.student, run.export) else None

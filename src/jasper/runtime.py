@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from jasper.errors import JasperError
+
 CHATTY_LOGGERS = ("transformers", "sentence_transformers", "httpx", "httpx2", "huggingface_hub", "gensim", "smart_open")
 
 
@@ -72,9 +74,9 @@ def pick_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device '{name}' is not a device torch knows (auto, cpu, cuda, cuda:N)") from None
+        raise JasperError(f"device '{name}' is not a device torch knows (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise JasperError(
             f"this config asks for device '{name}', and this machine has no CUDA GPU torch can use "
             f"(torch {torch.__version__}): run it on a GPU machine, or set device=cpu"
         )

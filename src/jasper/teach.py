@@ -7,7 +7,8 @@ from pathlib import Path
 
 from jasper.config import RunConfig
 from jasper.data.prepare import load_texts
-from jasper.data.store import TeacherStore, compute_teacher
+from jasper.data.store import TeacherStore
+from jasper.data.store_writer import compute_teacher
 from jasper.distributed import setup_device
 
 logger = logging.getLogger(__name__)

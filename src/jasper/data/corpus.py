@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+from jasper.errors import JasperError
+
 MAX_REPORTED = 5
 
 
-class CorpusError(ValueError):
+class CorpusError(JasperError):
     """A corpus file that cannot be used as given."""
 
 
@@ -55,7 +57,7 @@ def _read_txt(path: Path) -> list[str]:
 
 
 def read_records(
-    path: str | Path, what: str = "corpus", error: type[ValueError] = CorpusError
+    path: str | Path, what: str = "corpus", error: type[JasperError] = CorpusError
 ) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) for every non-blank line of a JSON-lines file (optionally .gz); problems are
     `error`s naming the file as `what`."""

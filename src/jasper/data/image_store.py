@@ -12,7 +12,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -20,8 +20,6 @@ import torch
 from jasper.data.images import load_images
 from jasper.io import atomic_write, atomic_write_json
 from jasper.locks import folder_lock
-from jasper.models.image_student import pool_tokens
-from jasper.models.vision import ImageEncoder
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point
 
@@ -42,45 +40,35 @@ class ImageFeatures:
         return int(self.tokens.shape[1])
 
 
-@torch.no_grad()
-def encode_images(
-    encoder: ImageEncoder, images: list[Any], n_tokens: int, top_k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pooled tokens (B, N, width) float32, top classes (B, k)) of PIL images; k is 0 without a classifier."""
-    grid = encoder.tokens(encoder.pixels(images))
-    probs = encoder.class_probs(grid) if top_k else None
-    classes = probs.topk(top_k, dim=-1).indices if probs is not None else torch.zeros(len(images), 0, dtype=torch.long)
-    return pool_tokens(grid, n_tokens).float(), classes
+class FeatureSource(Protocol):
+    """What computes the stored features: PIL images -> (pooled tokens (B, N, width), top classes (B, k))."""
+
+    identity: dict[str, Any]  # what changes the features (encoder, tokens, top_k, width): part of the cache key
+
+    def __call__(self, images: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The features of a batch of images."""
+        ...
 
 
-def _identity(encoder: ImageEncoder, paths: list[Path], n_tokens: int, top_k: int, flip: bool) -> dict[str, Any]:
+def _identity(source: FeatureSource, paths: list[Path], flip: bool) -> dict[str, Any]:
     digest = hashlib.sha256()
     for path in paths:
         stat = path.stat() if path.is_file() else None
         digest.update(f"{path}\0{stat.st_size if stat else -1}\n".encode())
-    top_k = top_k if encoder.classes else 0
-    return {"encoder": encoder.name, "tokens": n_tokens, "top_k": top_k, "flip": flip, "images": len(paths),
-            "images_sha256": digest.hexdigest(), "width": encoder.width}  # fmt: skip
+    return {**source.identity, "flip": flip, "images": len(paths), "images_sha256": digest.hexdigest()}
 
 
 def image_features(
-    folder: Path,
-    name: str,
-    encoder: ImageEncoder,
-    paths: list[Path],
-    n_tokens: int,
-    top_k: int = 0,
-    flip: bool = False,
-    batch_size: int = 50,
+    folder: Path, name: str, source: FeatureSource, paths: list[Path], flip: bool = False, batch_size: int = 50
 ) -> ImageFeatures:
-    """The features of `paths`, computed once into `folder` (resuming finished shards) and read back."""
-    identity = _identity(encoder, paths, n_tokens, top_k, flip)
+    """The features of `paths` by `source`, computed once into `folder` (resuming finished shards) and read back."""
+    identity = _identity(source, paths, flip)
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
     where = Path(folder) / f"{name}-{key}"
     n_shards = (len(paths) + SHARD_IMAGES - 1) // SHARD_IMAGES
     with folder_lock(where, f"image features '{name}'"):
         if not (where / "manifest.json").is_file():
-            _compute(where, name, encoder, paths, identity, n_shards, batch_size)
+            _compute(where, name, source, paths, flip, n_shards, batch_size)
             atomic_write_json(where / "manifest.json", identity)
     shards = [np.load(where / f"shard-{k:05d}.npz") for k in range(n_shards)]
     tokens = torch.from_numpy(np.concatenate([s["tokens"] for s in shards]))
@@ -89,28 +77,21 @@ def image_features(
 
 
 def _compute(
-    where: Path,
-    name: str,
-    encoder: ImageEncoder,
-    paths: list[Path],
-    identity: dict[str, Any],
-    n_shards: int,
-    batch_size: int,
+    where: Path, name: str, source: FeatureSource, paths: list[Path], flip: bool, n_shards: int, batch_size: int
 ) -> None:
     where.mkdir(parents=True, exist_ok=True)
     todo = [k for k in range(n_shards) if not (where / f"shard-{k:05d}.npz").is_file()]
     done = sum(min(SHARD_IMAGES, len(paths) - k * SHARD_IMAGES) for k in range(n_shards) if k not in todo)
     if done:
         logger.info("image features '%s': resuming, %d of %d images stored", name, done, len(paths))
-    views = [False, True] if identity["flip"] else [False]
+    views = [False, True] if flip else [False]
     with progress_bar(len(paths), f"image features {name}", "image", done) as bar:
         for count, k in enumerate(todo, start=1):
             tokens, classes = [], []
             for start in range(k * SHARD_IMAGES, min(len(paths), (k + 1) * SHARD_IMAGES), batch_size):
                 chunk = paths[start : min(start + batch_size, (k + 1) * SHARD_IMAGES, len(paths))]
                 images = load_images(chunk)
-                per_view = [encode_images(encoder, _mirror(images) if m else images, identity["tokens"],
-                                          identity["top_k"]) for m in views]  # fmt: skip
+                per_view = [source(_mirror(images) if mirrored else images) for mirrored in views]
                 tokens.append(torch.stack([t for t, _ in per_view], dim=1).half().numpy())
                 classes.append(torch.stack([c for _, c in per_view], dim=1).to(torch.int32).numpy())
                 bar.update(len(chunk))

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from jasper.data.corpus import read_records
+from jasper.errors import JasperError
+from jasper.io import folder_swap
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
-class ImageDataError(ValueError):
+class ImageDataError(JasperError):
     """Image-caption data that cannot be used as it is."""
 
 
@@ -127,20 +129,20 @@ def hub_image_captions(name: str, split: str, folder: Path) -> ImageCaptions:
     import datasets
 
     rows = datasets.load_dataset(name, split=split)
-    tmp = folder.with_name(folder.name + ".tmp")
-    tmp.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, row in enumerate(rows):
-        texts = (
-            row.get("captions") or row.get("caption") or [v for k, v in sorted(row.items()) if k.startswith("caption_")]
-        )
-        if "image" not in row or not texts:
-            raise ImageDataError(f"hub dataset '{name}' row {i} has no 'image' and caption columns")
-        file_name = f"{i:07d}.jpg"
-        row["image"].convert("RGB").save(tmp / file_name, quality=95)
-        lines.append(json.dumps({"file_name": file_name, "captions": [texts] if isinstance(texts, str) else texts}))
-    (tmp / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(folder)
+    with folder_swap(folder) as staging:
+        lines = []
+        for i, row in enumerate(rows):
+            texts = (
+                row.get("captions")
+                or row.get("caption")
+                or [v for k, v in sorted(row.items()) if k.startswith("caption_")]
+            )
+            if "image" not in row or not texts:
+                raise ImageDataError(f"hub dataset '{name}' row {i} has no 'image' and caption columns")
+            file_name = f"{i:07d}.jpg"
+            row["image"].convert("RGB").save(staging / file_name, quality=95)
+            lines.append(json.dumps({"file_name": file_name, "captions": [texts] if isinstance(texts, str) else texts}))
+        (staging / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return read_image_captions(folder, check_images=False)
 
 

@@ -11,9 +11,6 @@ from jasper.config import RunConfig
 from jasper.data.corpus import CorpusError, check_texts, read_corpus
 from jasper.io import atomic_write_json, atomic_write_text
 
-HELDOUT_ARTICLES = "heldout_articles.json"  # gensim-sample: Wikipedia articles kept out, for derived retrieval
-HELDOUT_RETRIEVAL = "heldout_retrieval.json"  # files with article ids: the derived retrieval task itself
-
 
 def load_texts(config: RunConfig) -> list[str]:
     """The run's texts (the same on every call); a built-in source is written once to `<run>/corpus.txt`."""
@@ -23,18 +20,18 @@ def load_texts(config: RunConfig) -> list[str]:
 
         texts, retrieval = build_corpus(corpus, config.seed)
         if retrieval is not None and retrieval.queries:
-            path = config.run_dir / HELDOUT_RETRIEVAL
+            path = config.folder.heldout_retrieval
             data = asdict(retrieval)
             if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != data:
                 atomic_write_json(path, data)
         return texts
-    cached = config.run_dir / "corpus.txt"
+    cached = config.folder.corpus
     if not cached.is_file():
         from jasper.data.sources import gensim_sample
 
         texts, heldout = gensim_sample(corpus.max_texts, config.seed, corpus.holdout_articles)
         check_texts(texts, str(corpus.source))
-        atomic_write_json(config.run_dir / HELDOUT_ARTICLES, heldout)
+        atomic_write_json(config.folder.heldout_articles, heldout)
         atomic_write_text(cached, "\n".join(texts) + "\n")
     return read_corpus(cached)
 

@@ -10,11 +10,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from jasper.errors import JasperError
+from jasper.run_folder import RunFolder
+
 
 def _rows(run: Path) -> dict[tuple[str, int, str], float]:
-    report = Path(run) / "report.json"
+    report = RunFolder(run).report_json
     if not report.is_file():
-        raise FileNotFoundError(f"'{run}' has no report.json: run `jasper eval {run}` first")
+        raise JasperError(f"'{run}' has no report.json: run `jasper eval {run}` first")
     return {(r["model"], r["dim"], r["task"]): r["score"] for r in json.loads(report.read_text())["rows"]}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import RunConfig
+from jasper.errors import JasperError
 from jasper.models.student import Student
 
 # the paper's s2p and s2s instructions, per MTEB task type; other types fall back to "default"
@@ -39,7 +40,7 @@ def mteb_model(
     from mteb.models.model_meta import ModelMeta, ScoringFunction
 
     if dim not in student.head_dims:
-        raise ValueError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
+        raise JasperError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
 
     class JasperStudentEncoder(AbsEncoder):
         def __init__(self) -> None:
@@ -96,7 +97,7 @@ def evaluate_mteb_run(
 
     if importlib.util.find_spec("mteb") is None:
         return [], ["MTEB skipped: `pip install mteb` (or the `mteb` extra) to use --mteb"]
-    student = load_student(config.run_dir / "student")
+    student = load_student(config.folder.student)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for dim in dims or student.head_dims[:1]:
@@ -109,7 +110,7 @@ def evaluate_mteb_run(
                     f"MTEB task '{task}' at dim {dim} failed: {type(error).__name__}: {str(error)[:200]} "
                     "(MTEB downloads its task data from the Hugging Face hub: is it reachable?)"
                 )
-    report = config.run_dir / "report.json"
+    report = config.folder.report_json
     if rows and report.is_file():
         data = json.loads(report.read_text(encoding="utf-8"))
         fresh = {(r["model"], r["dim"], r["task"]) for r in rows}

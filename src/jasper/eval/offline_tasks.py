@@ -14,6 +14,7 @@ import numpy as np
 
 from jasper.eval.sts import read_sts, stsb_split
 from jasper.eval.tasks import ClassificationTask, ClusteringTask, PairSimilarityTask, RetrievalTask, Task
+from jasper.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 NEWSGROUP_CHARS = 1000  # post bodies are cut here: enough for the topic, short enough to embed fast on a CPU
@@ -138,9 +139,10 @@ def offline_tasks(
     if run_dir is None:
         notes.append("derived retrieval skipped: it is built from a run's held-out Wikipedia articles (evaluate a run)")
         return tasks, notes
-    heldout = run_dir / "heldout_articles.json"
+    run = RunFolder(run_dir)
+    heldout = run.heldout_articles
     retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
-    derived = run_dir / "heldout_retrieval.json"
+    derived = run.heldout_retrieval
     if derived.is_file():
         data = json.loads(derived.read_text(encoding="utf-8"))
         relevant = [set(r) for r in data["relevant"]]

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from jasper.data.store import TeacherStore
 from jasper.eval import metrics
 from jasper.eval.cache import ScoreCache, shared_cache_path
 from jasper.eval.offline_tasks import offline_tasks
+from jasper.eval.scores import Score
 from jasper.eval.tasks import Task
 from jasper.models.student import Student
 from jasper.progress import progress_bar
@@ -29,16 +30,6 @@ ENCODE_CHUNK = 256
 
 # texts -> {dim: L2-normalised vectors}
 Encoder = Callable[[list[str]], dict[int, np.ndarray]]
-
-
-@dataclass
-class Score:
-    """One cell of the report."""
-
-    model: str
-    dim: int
-    task: str
-    score: float
 
 
 @dataclass
@@ -124,14 +115,12 @@ def _teacher_encoder(config: TeacherConfig, dim: int) -> Encoder:
 
 
 def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
-    from sentence_transformers import SentenceTransformer
+    from jasper.encode import load_sentence_transformer, st_encode
 
-    from jasper.assets import resolve_model
-
-    model = SentenceTransformer(resolve_model(name), device="cpu")
+    model = load_sentence_transformer(name)
 
     def encode(texts: list[str]) -> dict[int, np.ndarray]:
-        vectors = np.asarray(model.encode(texts, batch_size=batch_size, show_progress_bar=False))
+        vectors = st_encode(model, texts, batch_size, normalize=False)
         return {int(vectors.shape[1]): vectors}
 
     return encode
@@ -254,14 +243,14 @@ def evaluate_run(
     `trusted=False` (a run folder from elsewhere) runs no code that the run's config names."""
     from jasper.models.student import load_student
 
-    student_dir = student_dir or config.run_dir / "student"
+    student_dir = student_dir or config.folder.student
     texts = load_texts(config)
     _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
     store = TeacherStore(config.store_dir, config.teachers, texts)
     settings = config.eval
     tasks, notes = offline_tasks(settings.stsb_dir, config.run_dir, list(settings.sts_files), settings.stsb_dev)
     student = load_student(student_dir)
-    run_cache, shared_cache = ScoreCache(config.run_dir / "eval_cache.json"), ScoreCache(shared_cache_path())
+    run_cache, shared_cache = ScoreCache(config.folder.eval_cache), ScoreCache(shared_cache_path())
     scores: list[Score] = []
     target = store.vectors(held).numpy()
     held_texts = [texts[int(i)] for i in held]
@@ -294,8 +283,3 @@ def evaluate_model(name: str, settings: EvalConfig, run_dir: Path | None = None)
     tasks, notes = offline_tasks(settings.stsb_dir, run_dir, list(settings.sts_files), settings.stsb_dev)
     candidate = _sentence_transformer_candidate(name, settings.batch_size)
     return task_scores(candidate, tasks, ScoreCache(shared_cache_path())), notes
-
-
-def scores_as_dicts(scores: list[Score]) -> list[dict[str, object]]:
-    """Rows for report.json."""
-    return [asdict(s) for s in scores]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from jasper.errors import JasperError
+
 
 @dataclass
 class StsPairs:
@@ -26,7 +28,7 @@ def read_sts(path: str | Path) -> StsPairs:
     with Path(path).open(encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
             if len(row) < 7:
-                raise ValueError(f"STS file '{path}' line {number} has {len(row)} fields, expected at least 7")
+                raise JasperError(f"STS file '{path}' line {number} has {len(row)} fields, expected at least 7")
             scores.append(float(row[4]))
             left.append(row[5])
             right.append(row[6])
@@ -49,7 +51,7 @@ def read_sts_jsonl(path: str | Path) -> StsPairs:
                 continue
             record = json.loads(line)
             if not all(k in record for k in ("sentence1", "sentence2", "score")):
-                raise ValueError(f"STS file '{path}' line {number} lacks sentence1, sentence2 or score")
+                raise JasperError(f"STS file '{path}' line {number} lacks sentence1, sentence2 or score")
             left.append(record["sentence1"])
             right.append(record["sentence2"])
             scores.append(float(record["score"]))

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from jasper.config import RunConfig, VisionConfig
-from jasper.data.image_store import encode_images, image_features
-from jasper.data.images import hub_image_captions, imagenette_folder, load_images, read_image_captions
-from jasper.eval.runner import Score
+from jasper.config import RunConfig
+from jasper.data.image_store import image_features
+from jasper.data.images import hub_image_captions, imagenette_folder, read_image_captions
+from jasper.errors import JasperError
+from jasper.eval.scores import Score
 from jasper.eval.vision_metrics import image_to_text_recall, text_to_image_recall, zero_shot_top1
-from jasper.models.image_student import ImageStudent
-from jasper.models.vision import load_image_encoder
-from jasper.progress import progress_bar
-from jasper.train.vision import IMAGE_DIR, image_student, load_projection, read_tower
+from jasper.io import folder_swap
+from jasper.models.image_side import TOWER_FILE, ImageEmbedder, load_projection
 
 logger = logging.getLogger(__name__)
 FLICKR8K_HUB = ("jxie/flickr8k", "test")
@@ -31,64 +30,6 @@ ROW_NAMES = {"trained": "student", "closed-form": "student (closed-form projecti
 RECALL_KS = (1, 5, 10)
 
 
-class ImageEmbedder:
-    """Images -> unit vectors at every head of a text model, through its own encoder (the image path)."""
-
-    def __init__(self, model: ImageStudent, encoder: Any, tower: dict[str, Any]) -> None:
-        self.model, self.encoder, self.tower = model.eval(), encoder, tower
-
-    @classmethod
-    def load(cls, image_dir: Path, text_side: Any, kind: str = "trained") -> ImageEmbedder:
-        """The image side stored in `image_dir` on `text_side` (a jasper Student or an exported model's)."""
-        tower = read_tower(image_dir)
-        encoder = load_image_encoder(tower["encoder"])
-        vision = VisionConfig(encoder=tower["encoder"], data="-", tokens=tower["tokens"],
-                              label_tokens=tower["label_tokens"], mlp_hidden=tower.get("mlp_hidden", 0))  # fmt: skip
-        model = load_projection(image_student(text_side, encoder, vision), image_dir, kind)
-        return cls(model, encoder, tower)
-
-    @classmethod
-    def from_export(cls, folder: str | Path) -> ImageEmbedder:
-        """An exported head folder (`dim-<D>/`, or `--out`) with the image side beside it (`image/`)."""
-        from sentence_transformers import SentenceTransformer
-
-        from jasper.models.image_student import SentenceTransformerSide
-
-        folder = Path(folder)
-        image_dir = next((d for d in (folder / IMAGE_DIR, folder.parent / IMAGE_DIR) if (d / "tower.json").is_file()),
-                         None)  # fmt: skip
-        if image_dir is None:
-            raise FileNotFoundError(
-                f"no image side next to '{folder}' (image/tower.json): export a run with a vision stage"
-            )
-        return cls.load(image_dir, SentenceTransformerSide(SentenceTransformer(str(folder), device="cpu")))
-
-    @property
-    def dims(self) -> list[int]:
-        """The head dims images can be embedded at."""
-        return list(self.model.student.head_dims)
-
-    @torch.no_grad()
-    def embed_features(self, features: torch.Tensor, classes: torch.Tensor, dims: list[int]) -> dict[int, np.ndarray]:
-        """{dim: (B, dim) unit vectors} from cached pooled tokens and top classes."""
-        heads = self.model(features.float(), dims, classes)
-        return {d: torch.nn.functional.normalize(v, dim=-1).cpu().numpy() for d, v in heads.items()}
-
-    def embed(self, images: list[Any], dims: list[int] | None = None, batch_size: int = 32) -> dict[int, np.ndarray]:
-        """{dim: (N, dim) unit vectors} of images (paths or PIL images)."""
-        dims = dims or self.dims
-        out: dict[int, list[np.ndarray]] = {d: [] for d in dims}
-        with progress_bar(len(images), "images", "image") as bar:
-            for start in range(0, len(images), batch_size):
-                chunk = images[start : start + batch_size]
-                pil = load_images(chunk) if isinstance(chunk[0], (str, Path)) else chunk
-                features, classes = encode_images(self.encoder, pil, self.tower["tokens"], self.tower["label_tokens"])
-                for d, v in self.embed_features(features, classes, dims).items():
-                    out[d].append(v)
-                bar.update(len(chunk))
-        return {d: np.concatenate(v) for d, v in out.items()}
-
-
 def _flickr8k(config: RunConfig, notes: list[str]) -> Any:
     folder = config.eval.flickr8k_dir
     if folder is None:
@@ -96,8 +37,8 @@ def _flickr8k(config: RunConfig, notes: list[str]) -> Any:
     if Path(folder).is_dir():
         return read_image_captions(folder, check_images=False)
     try:
-        return hub_image_captions(*FLICKR8K_HUB, config.run_dir / "vision" / "eval-data")
-    except (ValueError, OSError) as error:
+        return hub_image_captions(*FLICKR8K_HUB, config.folder.vision_work / "eval-data")
+    except (JasperError, ValueError, OSError) as error:
         notes.append(f"Flickr8k retrieval skipped: no folder at '{folder}' and the hub copy failed ({error})")
         return None
 
@@ -109,8 +50,8 @@ def _imagenette(config: RunConfig, notes: list[str]) -> tuple[list[Path], list[i
     if Path(folder).is_dir():
         return imagenette_folder(folder)
     try:
-        return imagenette_folder(_hub_imagenette(config.run_dir / "vision" / "eval-data" / "imagenette"))
-    except (ValueError, OSError) as error:
+        return imagenette_folder(_hub_imagenette(config.folder.vision_work / "eval-data" / "imagenette"))
+    except (JasperError, ValueError, OSError) as error:
         notes.append(f"Imagenette zero-shot skipped: no folder at '{folder}' and the hub copy failed ({error})")
         return None
 
@@ -126,33 +67,31 @@ def _hub_imagenette(folder: Path) -> Path:
 
     rows = datasets.load_dataset(IMAGENETTE_HUB[0], "160px", split=IMAGENETTE_HUB[1])
     names = rows.features["label"].names
-    tmp = folder.with_name(folder.name + ".tmp")
-    for i, row in enumerate(rows):
-        target = tmp / names[row["label"]] / f"{i:05d}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        row["image"].convert("RGB").save(target, quality=95)
-    tmp.replace(folder)
+    with folder_swap(folder) as staging:
+        for i, row in enumerate(rows):
+            target = staging / names[row["label"]] / f"{i:05d}.jpg"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            row["image"].convert("RGB").save(target, quality=95)
     return folder
 
 
 def vision_scores(config: RunConfig, student: Any) -> tuple[list[Score], list[str]]:
     """(scores, notes) of the run's image side at every head; nothing when the run has no vision stage."""
-    image_dir = config.run_dir / IMAGE_DIR
+    image_dir = config.folder.image
     notes: list[str] = []
     if not config.has_vision_stage:
         return [], notes
-    if not (image_dir / "tower.json").is_file():
+    if not (image_dir / TOWER_FILE).is_file():
         return [], [f"image evaluation skipped: no trained image side in '{image_dir}'"]
     flickr, nette = _flickr8k(config, notes), _imagenette(config, notes)
     if flickr is None and nette is None:
         return [], notes
     embedder = ImageEmbedder.load(image_dir, student)
-    tower = embedder.tower
     dims = list(student.head_dims)
-    cache = config.run_dir / "vision" / "features"
+    cache = config.folder.vision_work / "features"
 
     def features(name: str, paths: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
-        found = image_features(cache, name, embedder.encoder, paths, tower["tokens"], tower["label_tokens"])
+        found = image_features(cache, name, embedder.features, paths)
         return found.tokens[:, 0], found.classes[:, 0]
 
     scores: list[Score] = []

@@ -10,8 +10,7 @@ import yaml
 
 from jasper.config import RunConfig
 from jasper.data.store import read_manifest
-from jasper.encode import JASPER_EXPORT_META
-from jasper.export.sentence_transformers import ST_FLOOR
+from jasper.export.sentence_transformers import JASPER_EXPORT_META, ST_FLOOR
 from jasper.io import atomic_write_text
 
 # licences of the built-in corpora and the shared data; other sources: the user's to state
@@ -160,7 +159,7 @@ def _licence_text(license_id: str | None, base: str) -> str:
 
 def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
     """Write (or refresh, after evaluation) the card of each exported head folder."""
-    report_path = config.run_dir / "report.json"
+    report_path = config.folder.report_json
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else None
     manifests = {t.name: read_manifest(config.store_dir / t.name) for t in config.teachers}
     stores = {name: manifest for name, manifest in manifests.items() if manifest}

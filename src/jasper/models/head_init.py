@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from jasper.errors import JasperError
+
 
 def ridge_heads(
     pooled: np.ndarray, targets: np.ndarray, dims: list[int], alpha: float = 0.1
@@ -21,7 +23,7 @@ def ridge_heads(
     directions of FC1's outputs on the same rows.
     """
     if dims[0] != targets.shape[1]:
-        raise ValueError(f"FC1 has {dims[0]} dims but the teacher vectors have {targets.shape[1]}")
+        raise JasperError(f"FC1 has {dims[0]} dims but the teacher vectors have {targets.shape[1]}")
     x = pooled.astype(np.float64)
     y = targets.astype(np.float64)
     x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
@@ -35,7 +37,7 @@ def ridge_heads(
     _, _, components = np.linalg.svd(outputs - outputs.mean(axis=0), full_matrices=False)  # (T', T)
     for dim in dims[1:]:
         if dim > components.shape[0]:
-            raise ValueError(f"cannot initialise a {dim}-dim head from {components.shape[0]} directions")
+            raise JasperError(f"cannot initialise a {dim}-dim head from {components.shape[0]} directions")
         basis = components[:dim].T  # (T, dim)
         heads[dim] = ((weight @ basis).T, bias @ basis)
     return {

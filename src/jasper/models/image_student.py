@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from jasper.errors import JasperError
 from jasper.models.student import Student, mean_pool
 
 
@@ -131,7 +132,7 @@ class SentenceTransformerSide(nn.Module):
         pooling = modules[1] if len(modules) > 1 else None
         mode = getattr(pooling, "pooling_mode", None) or getattr(pooling, "get_pooling_mode_str", lambda: None)()
         if mode != "mean" and getattr(pooling, "pooling_mode_mean_tokens", False) is not True:
-            raise ValueError("the image path needs a model with mean pooling after its Transformer (a jasper export)")
+            raise JasperError("the image path needs a model with mean pooling after its Transformer (a jasper export)")
         self.model = model
         self.tokenizer = model.tokenizer
         self.backbone = modules[0].auto_model
@@ -142,7 +143,7 @@ class SentenceTransformerSide(nn.Module):
     def project(self, pooled: torch.Tensor, dims: list[int]) -> dict[int, torch.Tensor]:
         """The model's modules after pooling (its head), on mean-pooled encoder outputs. {dim: (B, dim)}"""
         if any(d != self.head_dims[0] for d in dims):
-            raise ValueError(f"this model gives {self.head_dims[0]}-d vectors, not {dims}")
+            raise JasperError(f"this model gives {self.head_dims[0]}-d vectors, not {dims}")
         features = {"sentence_embedding": pooled}
         for module in list(self.model)[2:]:
             features = module(features)

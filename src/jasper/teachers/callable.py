@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import TeacherConfig
+from jasper.errors import JasperError
 from jasper.teachers.base import RowsDone, encode_in_batches
 
 
@@ -16,17 +17,17 @@ def load_callable(spec: str) -> Callable[[list[str]], Any]:
     """Import `module:function` (the function may be a dotted attribute path)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ValueError(f"callable teacher model '{spec}' is not of the form module:function")
+        raise JasperError(f"callable teacher model '{spec}' is not of the form module:function")
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"callable teacher '{spec}': cannot import '{module_name}': {error}") from None
+        raise JasperError(f"callable teacher '{spec}': cannot import '{module_name}': {error}") from None
     for part in attr.split("."):
         if not hasattr(target, part):
-            raise ValueError(f"callable teacher '{spec}': '{module_name}' has no attribute '{attr}'")
+            raise JasperError(f"callable teacher '{spec}': '{module_name}' has no attribute '{attr}'")
         target = getattr(target, part)
     if not callable(target):
-        raise ValueError(f"callable teacher '{spec}' is not callable")
+        raise JasperError(f"callable teacher '{spec}' is not callable")
     return target  # type: ignore[no-any-return]
 
 
@@ -47,12 +48,12 @@ class CallableTeacher:
         try:
             vectors = np.asarray(found, dtype=np.float32)
         except (ValueError, TypeError) as error:
-            raise ValueError(
+            raise JasperError(
                 f"teacher '{self.name}' ({self.config.model}) returned something that is not a (n, dim) array of "
                 f"numbers for {len(batch)} texts ({type(found).__name__}: {error})"
             ) from None
         if vectors.ndim != 2 or vectors.shape[0] != len(batch):
-            raise ValueError(
+            raise JasperError(
                 f"teacher '{self.name}' ({self.config.model}) returned shape {vectors.shape} "
                 f"for {len(batch)} texts; expected ({len(batch)}, dim)"
             )

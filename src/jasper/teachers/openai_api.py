@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from jasper.config import TeacherConfig
+from jasper.errors import JasperError
 from jasper.teachers.base import RowsDone, encode_in_batches
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 MAX_BACKOFF_S = 60.0
 
 
-class ApiError(ValueError):
+class ApiError(JasperError):
     """The endpoint answered something that is not a valid embeddings response, or kept failing."""
 
 
@@ -36,7 +37,7 @@ class OpenAIEmbeddingsTeacher:
 
     def __init__(self, config: TeacherConfig) -> None:
         if not config.api_base:
-            raise ValueError(
+            raise JasperError(
                 f"teacher '{config.name}': backend openai-api needs api_base (e.g. https://api.openai.com/v1)"
             )
         self.name = config.name

@@ -9,6 +9,7 @@ import torch
 
 from jasper.assets import resolve_model
 from jasper.config import TeacherConfig
+from jasper.errors import JasperError
 from jasper.teachers.base import RowsDone
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class SentenceTransformerTeacher:
         self.fast: FastSentenceEncoder | None = None
         fast_ok = FastSentenceEncoder.supports(self.model)
         if config.engine == "fast" and not fast_ok:
-            raise ValueError(
+            raise JasperError(
                 f"teacher '{config.name}': engine 'fast' needs a text model with a fast tokenizer; "
                 "use engine: sentence-transformers (or auto)"
             )

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from jasper.errors import JasperError
 from jasper.io import atomic_write
 from jasper.runtime import kill_point
 
@@ -37,7 +38,7 @@ class TrainState:
         return dict(self.__dict__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(JasperError):
     """A checkpoint that cannot be read."""
 
 

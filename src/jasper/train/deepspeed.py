@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any
+
+from jasper.errors import JasperError
 
 ENV_FLAG = "ACCELERATE_USE_DEEPSPEED"
 
@@ -44,24 +47,24 @@ def deepspeed_config(
         import deepspeed  # noqa: F401
         from accelerate.utils import DeepSpeedPlugin
     except ImportError as error:
-        raise ValueError(
+        raise JasperError(
             "launched with a DeepSpeed accelerate config, but deepspeed/accelerate are not installed: "
             "pip install 'jasper-distill[distributed]'"
         ) from error
     config = copy.deepcopy(DeepSpeedPlugin().deepspeed_config)
     zero = config.get("zero_optimization", {}).get("stage", 0)
     if zero not in (0, 1, 2):
-        raise ValueError(
+        raise JasperError(
             f"DeepSpeed ZeRO stage {zero} shards the parameters themselves, which the student's heads read "
             "directly: use zero_stage 1 or 2"
         )
     if config.get("gradient_accumulation_steps", "auto") not in ("auto", 1):
-        raise ValueError(
+        raise JasperError(
             "DeepSpeed gradient_accumulation_steps > 1 would split the batch that the in-batch losses need: "
             "set the stage's micro_batch_size (gradient caching, the same objective) instead"
         )
     if micro_batch_size:
-        raise ValueError(
+        raise JasperError(
             f"stage '{stage_name}': micro_batch_size (gradient caching) runs its own backward passes, which "
             "DeepSpeed's engine does not see: drop it, or launch without DeepSpeed (DDP supports it)"
         )
@@ -89,3 +92,19 @@ def initialize(model: Any, optimizer: Any, config: dict[str, Any]) -> Any:
 
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
     return engine
+
+
+def save_engine(engine: Any, folder: Path, tag: str) -> str:
+    """Every rank writes its optimizer shard under `folder/tag` (a collective); returns the tag."""
+    engine.save_checkpoint(str(folder), tag=tag, save_latest=False)
+    return tag
+
+
+def load_engine(engine: Any, folder: Path, tag: str | None) -> None:
+    """Reload this rank's optimizer shard and the weights from `folder/tag` (the schedule is jasper's own)."""
+    if not tag or not (folder / tag).is_dir():
+        raise JasperError(
+            f"the checkpoint to resume has no DeepSpeed optimizer state ('{folder / str(tag)}'): it was written "
+            "without DeepSpeed. Resume with the launcher that started the run."
+        )
+    engine.load_checkpoint(str(folder), tag=tag, load_lr_scheduler_states=False)

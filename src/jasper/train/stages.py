@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from jasper.config import StageConfig
+from jasper.errors import JasperError
 from jasper.models.backbone import layer_list
 from jasper.models.student import Student
 
@@ -33,7 +34,7 @@ def apply_stage(student: Student, stage: StageConfig) -> list[nn.Parameter]:
     elif stage.train == "last_layers":
         path, layers = layer_list(student.backbone)
         if stage.last_layers > len(layers):
-            raise ValueError(
+            raise JasperError(
                 f"stage '{stage.name}' trains the last {stage.last_layers} layers, the student has {len(layers)}"
             )
         for layer in layers[len(layers) - stage.last_layers :]:
@@ -42,7 +43,7 @@ def apply_stage(student: Student, stage: StageConfig) -> list[nn.Parameter]:
             param.requires_grad_(True)
     trainable = [p for p in student.parameters() if p.requires_grad]
     if not trainable:
-        raise ValueError(f"stage '{stage.name}' has nothing to train")
+        raise JasperError(f"stage '{stage.name}' has nothing to train")
     return trainable
 
 

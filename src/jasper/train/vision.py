@@ -1,135 +1,49 @@
 """Stage 4, the vision stage: images land where the frozen text student puts their captions.
 
-Once per run: the image encoder's pooled tokens (and top classes) for every training image, and the student's
-caption vectors at every head (a store like the teachers'). Then only the projection trains, from a closed-form
-start, against the caption vectors with the three losses per head (averaged); resumable like the text stages,
-logged in the same train_log.jsonl. The result goes to `<run>/image/`.
+Only the projection trains, from a closed-form start, against the caption vectors with the three losses per head
+(averaged); resumable like the text stages, logged in the same train_log.jsonl. The result goes to `<run>/image/`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from jasper.config import RunConfig, StageConfig, TeacherConfig, VisionConfig
-from jasper.data.image_store import ImageFeatures, image_features
-from jasper.data.images import ImageCaptions, read_image_captions
-from jasper.data.store import TeacherStore, compute_teacher
-from jasper.io import atomic_write_json
-from jasper.losses import DistillObjective
-from jasper.models.image_student import ImageStudent, ImageTower, LabelTokens
-from jasper.models.student import Student
-from jasper.models.vision import ImageEncoder, load_image_encoder
+from jasper.config import RunConfig, StageConfig
+from jasper.data.image_store import image_features
+from jasper.data.images import ImageCaptions
+from jasper.distributed import setup_device
+from jasper.errors import JasperError
+from jasper.io import atomic_write_json, folder_swap
+from jasper.models.image_side import TOWER_FILE, WEIGHTS, PooledTokens, build_image_student, tower_metadata
+from jasper.models.image_student import ImageStudent
+from jasper.models.student import Student, load_student
+from jasper.models.vision import load_image_encoder
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point
-from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
+from jasper.train.common import Position, build_objective, resume_stage
+from jasper.train.guard import LOSS_NOT_FINITE, diverged
 from jasper.train.log import TrainLog
-from jasper.train.loop import _schedule, epoch_order, interruption, make_optimizer, stage_steps
+from jasper.train.schedule import epoch_order, make_optimizer, make_scheduler, stage_steps
+from jasper.train.vision_data import (
+    VisionSide,
+    caption_targets,
+    check_training_images,
+    closed_form,
+    training_pairs,
+)
 
 logger = logging.getLogger(__name__)
-IMAGE_DIR = "image"  # <run>/image: the trained image side (tower.json, projection weights)
-TOWER_FILE = "tower.json"
-WEIGHTS = {"trained": "projection.safetensors", "closed-form": "closed_form.safetensors",
-           "untrained": "untrained.safetensors"}  # fmt: skip
-
-
-class StudentCaptions:
-    """The frozen student as a 'teacher' of caption vectors: every head's unit vector, side by side."""
-
-    name = "captions"
-
-    def __init__(self, student: Student, dims: list[int]) -> None:
-        self.student, self.dims = student, dims
-
-    def encode(self, texts: list[str], on_rows: Any = None) -> np.ndarray:
-        """(N, sum(dims)) the per-head unit vectors of `texts`, concatenated."""
-        vectors = self.student.encode(texts, list[int | None](self.dims))
-        if on_rows is not None:
-            on_rows(len(texts))
-        return np.concatenate([vectors[d] for d in self.dims], axis=1)
-
-
-def student_fingerprint(student_dir: Path) -> str:
-    """Changes whenever the saved student does (its heads train in every text stage)."""
-    digest = hashlib.sha256((student_dir / "heads.safetensors").read_bytes())
-    digest.update((student_dir / "student.json").read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def caption_targets(folder: Path, student: Student, student_dir: Path, captions: list[str]) -> dict[int, torch.Tensor]:
-    """{dim: (C, dim) unit vectors} of the captions by the frozen student, computed once into `folder`."""
-    dims = list(student.head_dims)
-    teacher = TeacherConfig(
-        name="captions", backend="callable", model=f"jasper-student:{student_fingerprint(student_dir)}"
-    )
-    compute_teacher(folder, teacher, captions, dtype="float32", shard_size=2048, teacher=StudentCaptions(student, dims))
-    joined = TeacherStore(folder, [teacher], captions).vectors(np.arange(len(captions)))
-    parts = torch.split(joined, dims, dim=1)
-    return {d: torch.nn.functional.normalize(p.float(), dim=1) for d, p in zip(dims, parts, strict=True)}
-
-
-def training_pairs(vision: VisionConfig, run_dir: Path) -> ImageCaptions:
-    """The stage's image-caption pairs: a local folder / JSONL, else a hub dataset copied into the run."""
-    from jasper.data.images import hub_image_captions
-
-    if Path(vision.data).exists():
-        return read_image_captions(vision.data, check_images=False)  # each image is opened once, when cached
-    return hub_image_captions(vision.data, vision.data_split, run_dir / "vision" / "data")
-
-
-def check_training_images(config: RunConfig) -> None:
-    """Open every local training image once (a missing or unreadable one is an error naming it), unless the
-    image side is already trained."""
-    assert config.vision is not None
-    if Path(config.vision.data).exists() and not (config.run_dir / IMAGE_DIR / TOWER_FILE).is_file():
-        pairs = read_image_captions(config.vision.data, check_images=True)
-        logger.info("vision data: %d images, %d captions", len(pairs.images), sum(map(len, pairs.captions)))
-
-
-@dataclass
-class VisionSide:
-    """What the stage trains on: the features of every image and the caption targets of every caption."""
-
-    features: ImageFeatures
-    captions_of: list[np.ndarray]  # image i -> rows of its captions
-    targets: dict[int, torch.Tensor]
-
-
-def image_student(student: Any, encoder: ImageEncoder, vision: VisionConfig) -> ImageStudent:
-    """A fresh image side for `student` (a jasper Student, or an exported model's text side)."""
-    tower = ImageTower(encoder.width, student.hidden_size, vision.tokens, vision.mlp_hidden)
-    labels = LabelTokens(student.tokenizer, encoder.classes, vision.label_tokens)
-    return ImageStudent(student, tower, labels)
-
-
-def closed_form(model: ImageStudent, features: torch.Tensor, captions: ImageCaptions, alpha: float) -> None:
-    """Set the projection by ridge: an image's mean pooled token -> the mean word embedding of its captions
-    (the input space the projection writes to), the same map for every visual token."""
-    tokenizer = model.student.tokenizer
-    table = model.student.backbone.get_input_embeddings().weight.detach().float().cpu()
-    targets = np.zeros((len(captions.images), table.shape[1]), dtype=np.float64)
-    for i, texts in enumerate(captions.captions):
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-        targets[i] = np.mean([table[torch.tensor(row)].mean(0).numpy() for row in ids if row], axis=0)
-    x = features.float().mean(dim=1).numpy().astype(np.float64)
-    x_mean, y_mean = x.mean(0), targets.mean(0)
-    xc = x - x_mean
-    weight = np.linalg.solve(xc.T @ xc + alpha * len(x) * np.eye(x.shape[1]), xc.T @ (targets - y_mean))
-    with torch.no_grad():
-        model.tower.projection.weight.copy_(torch.from_numpy(weight.T).float())
-        model.tower.projection.bias.copy_(torch.from_numpy(y_mean - x_mean @ weight).float())
+__all__ = ["VisionRunner", "check_training_images", "train_vision"]
 
 
 class VisionRunner:
@@ -139,35 +53,34 @@ class VisionRunner:
         assert config.vision is not None
         self.config, self.vision = config, config.vision
         self.student, self.student_dir, self.device = student.eval(), student_dir, device
-        self.work = config.run_dir / "vision"
-        self.checkpoint_path = config.run_dir / "checkpoints" / "vision.pt"
-        self.log = TrainLog(config.run_dir / "train_log.jsonl")
-        self.objective = DistillObjective(**config.loss.model_dump(exclude={"short_head_target"}))
+        run = config.folder
+        self.work, self.out, self.checkpoint_path = run.vision_work, run.image, run.vision_checkpoint
+        self.log = TrainLog(run.train_log)
+        self.objective = build_objective(config)
         self.steps_this_process = 0
         self.fixed: dict[str, Any] = {}  # the untrained and closed-form projections, kept for the report
-        self.position = (0, 0)  # (stage index, steps done in it)
-        self.saved: tuple[int, int] | None = None  # where the checkpoint stands
+        self.where = Position(config, self.checkpoint_path)
 
     def prepare(self) -> tuple[ImageStudent, VisionSide, ImageCaptions]:
         """The image side and its data: features and caption targets, computed once (resumable)."""
-        pairs = training_pairs(self.vision, self.config.run_dir)
+        pairs = training_pairs(self.vision, self.work)
         encoder = load_image_encoder(self.vision.encoder).to(self.device)
-        features = image_features(self.work / "features", "train", encoder, pairs.images, self.vision.tokens,
-                                  self.vision.label_tokens, self.vision.flip, self.vision.batch_size)  # fmt: skip
+        source = PooledTokens(encoder, self.vision.tokens, self.vision.label_tokens)
+        features = image_features(self.work / "features", "train", source, pairs.images, self.vision.flip,
+                                  self.vision.batch_size)  # fmt: skip
         captions = [c for _, c in pairs.pairs()]
         targets = caption_targets(self.work / "captions", self.student, self.student_dir, captions)
         bounds = np.cumsum([0, *(len(c) for c in pairs.captions)])
         rows = [np.arange(bounds[i], bounds[i + 1]) for i in range(len(pairs.images))]
         torch.manual_seed(self.config.seed)
-        model = image_student(self.student, encoder, self.vision).to(self.device)
+        model = build_image_student(self.student, encoder, self.vision).to(self.device)
         return model, VisionSide(features, rows, targets), pairs
 
     def run(self) -> Path:
         """Train every vision stage not yet finished; returns `<run>/image`."""
-        out = self.config.run_dir / IMAGE_DIR
-        if (out / TOWER_FILE).is_file():
-            logger.info("run '%s': the image side is already trained: %s", self.config.name, out)
-            return out
+        if (self.out / TOWER_FILE).is_file():
+            logger.info("run '%s': the image side is already trained: %s", self.config.name, self.out)
+            return self.out
         model, side, pairs = self.prepare()
         state = load_checkpoint(self.checkpoint_path)
         stages = [(i, s) for i, s in enumerate(self.config.stages) if s.train == "vision"]
@@ -179,7 +92,7 @@ class VisionRunner:
             self._save(state)
             logger.info("image projection initialised in closed form (ridge on %d images)", len(pairs.images))
         else:
-            self.saved = (state.stage, state.step)
+            self.where.saved = (state.stage, state.step)
             logger.info("vision: resuming at stage %d step %d", state.stage + 1, state.step)
         self.log.truncate_after(state.stage, state.step)
         self.fixed = {k: state.model[k] for k in ("untrained", "closed-form")}
@@ -192,56 +105,40 @@ class VisionRunner:
                 state = TrainState(index + 1, 0, state.model | {"tower": model.tower.state_dict()}, rng=rng_state())
                 self._save(state)
         except KeyboardInterrupt:
-            logger.warning(self._interrupted())
+            logger.warning("%s; the text student is finished and kept", self.where.interrupted())
             raise
-        return self._write(out, state.model)
-
-    def _interrupted(self) -> str:
-        """What Ctrl-C leaves behind, and where `jasper train` starts again."""
-        said = interruption(self.config, self.position, self.saved, self.checkpoint_path)
-        return f"{said}; the text student is finished and kept"
+        return self._write(state.model)
 
     def _save(self, state: TrainState) -> None:
         save_checkpoint(self.checkpoint_path, state)
-        self.saved = (state.stage, state.step)
+        self.where.saved = (state.stage, state.step)
 
-    def _write(self, out: Path, weights: dict[str, Any]) -> Path:
+    def _write(self, weights: dict[str, Any]) -> Path:
         """`<run>/image/`: the projection (trained, closed-form, untrained) and how to rebuild the tower."""
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
-        for kind, file in WEIGHTS.items():
-            tower = weights["tower" if kind == "trained" else kind]
-            save_file({k: v.contiguous().cpu() for k, v in tower.items()}, str(tmp / file))
-        atomic_write_json(tmp / TOWER_FILE, tower_metadata(self.vision, self.student))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-        return out
+        with folder_swap(self.out) as staging:
+            for kind, file in WEIGHTS.items():
+                tower = weights["tower" if kind == "trained" else kind]
+                save_file({k: v.contiguous().cpu() for k, v in tower.items()}, str(staging / file))
+            atomic_write_json(staging / TOWER_FILE, tower_metadata(self.vision, self.student))
+        return self.out
 
     def _run_stage(
         self, model: ImageStudent, side: VisionSide, index: int, stage: StageConfig, resume: TrainState | None
     ) -> None:
         n_images = len(side.captions_of)
         if n_images < stage.batch_size:
-            raise ValueError(f"stage '{stage.name}': batch_size {stage.batch_size} exceeds the {n_images} images")
+            raise JasperError(f"stage '{stage.name}': batch_size {stage.batch_size} exceeds the {n_images} images")
         total = stage_steps(stage, n_images)
         params = list(model.tower.parameters())
         optimizer = make_optimizer(params, stage)
-        scheduler = _schedule(optimizer, stage, total)
-        start = 0
-        if resume is not None and resume.step:
-            optimizer.load_state_dict(resume.optimizer or {})
-            scheduler.load_state_dict(resume.scheduler or {})
-            start = resume.step
-        if resume is not None and resume.rng is not None:
-            set_rng_state(resume.rng)
-        fc1 = self.student.head_dims[0]
-        dims = stage.active_heads(self.student.head_dims)
-        losses = {d: list(stage.fc1_losses if d == fc1 else stage.short_head_losses) for d in dims}
+        scheduler = make_scheduler(optimizer, stage, total)
+        start = resume_stage(optimizer, scheduler, resume)
+        losses = stage.head_losses(self.student.head_dims)
+        dims = list(losses)
         logger.info("stage %d '%s': %d steps on %d images, %s trainable parameters (the projection)",
                     index + 1, stage.name, total, n_images, f"{sum(p.numel() for p in params):,}")  # fmt: skip
         bar = progress_bar(total, stage.name, "step", start)
-        self.position = (index, start)
+        self.where.here = (index, start)
         for step in range(start, total):
             began = time.perf_counter()
             features, classes, targets = self.batch(side, index, stage, step, dims)
@@ -251,8 +148,9 @@ class VisionRunner:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not torch.isfinite(loss):
-                raise ValueError(f"stage {index + 1} '{stage.name}', step {step + 1}: the loss is not finite "
-                                 f"(lr {stage.lr:g}); the checkpoint {self.checkpoint_path} is kept")  # fmt: skip
+                raise diverged(LOSS_NOT_FINITE, parts, f"stage {index + 1} '{stage.name}', step {step + 1}",
+                               f"the checkpoint {self.checkpoint_path} is kept",
+                               f"a learning rate too high (this stage's lr is {stage.lr:g})")  # fmt: skip
             optimizer.step()
             scheduler.step()
             record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0],
@@ -264,7 +162,7 @@ class VisionRunner:
                 weights = self.fixed | {"tower": model.tower.state_dict()}
                 self._save(TrainState(index, step + 1, weights, optimizer.state_dict(), scheduler.state_dict(),
                                       rng_state()))  # fmt: skip
-            self.position = (index, step + 1)
+            self.where.here = (index, step + 1)
             self.steps_this_process += 1
             kill_point("JASPER_KILL_AFTER_VISION_STEPS", self.steps_this_process)
             kill_point("JASPER_INTERRUPT_AFTER_VISION_STEPS", self.steps_this_process, signal.SIGINT)
@@ -288,33 +186,10 @@ class VisionRunner:
         return features, classes, targets
 
 
-def tower_metadata(vision: VisionConfig, student: Any) -> dict[str, Any]:
-    """What rebuilds the image side: the encoder, the visual and label tokens, the widths."""
-    return {"encoder": vision.encoder, "tokens": vision.tokens, "label_tokens": vision.label_tokens,
-            "mlp_hidden": vision.mlp_hidden, "hidden": int(student.hidden_size), "format": 1}  # fmt: skip
-
-
-def read_tower(folder: Path) -> dict[str, Any]:
-    """`tower.json` of an image folder, or a clear error."""
-    path = Path(folder) / TOWER_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"'{folder}' holds no trained image side ({TOWER_FILE}): run a vision stage first")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
-
-
-def load_projection(model: ImageStudent, folder: Path, kind: str = "trained") -> ImageStudent:
-    """Load one of the stored projections (trained, closed-form, untrained) into `model`."""
-    model.tower.load_state_dict(load_file(str(Path(folder) / WEIGHTS[kind])))
-    return model
-
-
 def train_vision(config: RunConfig, student_dir: Path) -> Path:
     """Run the vision stages of `config` on its trained student; returns `<run>/image`."""
-    from jasper.distributed import setup_device
-    from jasper.models.student import load_student
-
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError("the vision stage runs in one process: run `jasper train` without a launcher to add it")
+        raise JasperError("the vision stage runs in one process: run `jasper train` without a launcher to add it")
     device, _ = setup_device(config.device)
     student = load_student(student_dir).to(device)
     return VisionRunner(config, student, student_dir, device).run()

@@ -1,0 +1,133 @@
+"""What `jasper serve` serves: a run's student (every head from one encoder pass), or exported heads (one model
+per dim, through sentence-transformers or ONNX Runtime)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from jasper.encode import load_sentence_transformer, model_dim, resolve_student_dir, st_encode
+from jasper.errors import JasperError
+from jasper.run_folder import RunFolder, run_holding
+
+
+class Embedder(Protocol):
+    """What the server needs of a model: its name, head dims, token counting and embedding."""
+
+    name: str
+    dims: list[int]
+    max_length: int
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Token count of each text before truncation (special tokens included)."""
+        ...
+
+    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
+        """L2-normalised float32 vectors of `texts` at each dim in `dims`. {dim: (N, dim)}"""
+        ...
+
+
+def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token count of each text before truncation (special tokens included)."""
+    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+
+
+class StudentEmbedder:
+    """A run's saved student: one encoder pass serves every head."""
+
+    def __init__(self, student: Any, name: str) -> None:
+        self.student = student
+        self.name = name
+        self.dims = list(student.head_dims)
+        self.max_length = int(student.max_length)
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Token count of each text before truncation."""
+        return token_counts(self.student.tokenizer, texts)
+
+    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
+        """Vectors at each dim, from one pass of the encoder."""
+        out = self.student.encode(texts, list(dims), batch_size=64)
+        return {d: out[d] for d in dims}
+
+
+class FolderEmbedder:
+    """Exported heads, one model per dim (sentence-transformers folders, or their ONNX copies)."""
+
+    def __init__(
+        self, encoders: dict[int, Callable[[list[str]], np.ndarray]], tokenizer: Any, max_length: int, name: str
+    ) -> None:
+        self.encoders = dict(sorted(encoders.items(), key=lambda item: -item[0]))
+        self.dims = list(self.encoders)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.name = name
+
+    def token_counts(self, texts: list[str]) -> list[int]:
+        """Token count of each text before truncation."""
+        return token_counts(self.tokenizer, texts)
+
+    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
+        """Vectors at each dim, each from its own model."""
+        return {d: self.encoders[d](texts) for d in dims}
+
+
+def _head_folders(folder: Path) -> list[Path]:
+    """The exported head folders at `folder`: itself, its `dim-*/`, or a run's `export/dim-*/`."""
+    if (folder / "modules.json").is_file():
+        return [folder]
+    for base in (folder, RunFolder(folder).export):
+        heads = sorted(p.parent for p in base.glob("dim-*/modules.json"))
+        if heads:
+            return heads
+    return []
+
+
+def load_embedder(
+    path: str | Path, name: str | None = None, backend: str = "torch", onnx_file: str | None = None
+) -> Embedder:
+    """The model behind `jasper serve PATH`: a run folder (its student, every head), a saved student, an
+    export folder holding `dim-<D>/` folders, or one sentence-transformers folder. `backend='onnx'` serves
+    the exported heads' ONNX copies (`onnx_file`: which one, e.g. the int8 one)."""
+
+    folder = Path(path)
+    student_dir = resolve_student_dir(folder)
+    if student_dir is not None and backend == "torch":
+        from jasper.models.student import load_student
+
+        run = run_holding(student_dir) or RunFolder(student_dir)
+        return StudentEmbedder(load_student(student_dir), name or _run_name(run))
+    heads = _head_folders(folder)
+    if not heads:
+        raise JasperError(
+            f"'{path}' is neither a jasper run (no student/student.json), an export folder (no dim-*/), nor a "
+            "sentence-transformers folder (no modules.json)"
+        )
+    owner = run_holding(heads[0].parent) or RunFolder(heads[0].parent)
+    served = name or (heads[0].name if heads == [folder] else _run_name(owner))
+    if backend == "onnx":
+        from jasper.export.onnx import FP32_FILE, OnnxEmbedder
+
+        onnx = [OnnxEmbedder(h, onnx_file or FP32_FILE) for h in heads]
+        by_dim: dict[int, Callable[[list[str]], np.ndarray]] = {m.dims[0]: m.encode for m in onnx}
+        return FolderEmbedder(by_dim, onnx[0].tokenizer, onnx[0].max_length, served)
+    models = [load_sentence_transformer(str(h)) for h in heads]
+    encoders: dict[int, Callable[[list[str]], np.ndarray]] = {
+        model_dim(m): functools.partial(st_encode, m) for m in models
+    }
+    return FolderEmbedder(encoders, models[0].tokenizer, int(models[0].max_seq_length or 512), served)
+
+
+def _run_name(run: RunFolder) -> str:
+    """The run's configured name, else its folder's name."""
+    if run.config.is_file():
+        import yaml
+
+        with contextlib.suppress(yaml.YAMLError, AttributeError):
+            return str(yaml.safe_load(run.config.read_text(encoding="utf-8")).get("name") or run.root.name)
+    return run.root.resolve().name

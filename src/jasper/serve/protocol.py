@@ -1,0 +1,88 @@
+"""The OpenAI embeddings protocol: the request, its checks (each refusal a 4xx naming the field), the answer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
+
+from jasper.serve.batching import Limits
+from jasper.serve.embedders import Embedder
+
+
+class EmbeddingRequest(BaseModel):
+    """The OpenAI embeddings request (token-array inputs are not supported)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: StrictStr | list[StrictStr]
+    model: StrictStr
+    dimensions: StrictInt | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    user: StrictStr | None = None
+
+
+class RequestError(Exception):
+    """A request the server refuses: HTTP status, OpenAI error type and message."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code = status, message, param, code
+
+
+def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The OpenAI error object."""
+    kind = {401: "authentication_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+    return {
+        "error": {"message": message, "type": kind.get(status, "invalid_request_error"), "param": param, "code": code}
+    }
+
+
+def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list[str], int, str]:
+    """(texts, dim, encoding format) of a valid request body, else a RequestError naming the problem."""
+    if len(body) > limits.max_body_bytes:
+        raise RequestError(413, f"the request body is {len(body):,} bytes; the limit is {limits.max_body_bytes:,}")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RequestError(400, f"the request body is not valid JSON ({error})") from None
+    if not isinstance(payload, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    try:
+        request = EmbeddingRequest.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][:1]) or "body"
+        hint = " (a string or a list of strings; token arrays are not supported)" if where == "input" else ""
+        raise RequestError(400, f"'{where}': {first['msg']}{hint}", param=where) from None
+    if request.model != embedder.name:
+        raise RequestError(
+            404,
+            f"the model '{request.model}' does not exist here; this server has '{embedder.name}'",
+            param="model",
+            code="model_not_found",
+        )
+    texts = [request.input] if isinstance(request.input, str) else request.input
+    if not texts:
+        raise RequestError(400, "'input' is empty: give a string or a list of strings", param="input")
+    if len(texts) > limits.max_inputs:
+        raise RequestError(400, f"'input' has {len(texts):,} texts; the limit is {limits.max_inputs:,}", "input")
+    empty = [i for i, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise RequestError(400, f"'input' has empty strings (at {empty[:5]}); every text needs content", "input")
+    dim = embedder.dims[0] if request.dimensions is None else request.dimensions
+    if dim not in embedder.dims:
+        raise RequestError(
+            400, f"'dimensions' {dim} is not a head of '{embedder.name}'; valid: {embedder.dims}", "dimensions"
+        )
+    return texts, dim, request.encoding_format
+
+
+def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    """A vector as OpenAI sends it: a list of floats, or base64 of little-endian float32."""
+    if encoding_format == "base64":
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.astype(np.float32).tolist()

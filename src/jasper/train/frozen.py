@@ -1,0 +1,59 @@
+"""A frozen encoder's pooled outputs, computed once: for head-only stages and the closed-form head start."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from jasper.models.head_init import ridge_heads
+from jasper.models.student import Student
+from jasper.train.stages import encoder_trains
+
+logger = logging.getLogger(__name__)
+POOLED_CACHE_BYTES = 2 * 1024**3
+
+
+class FrozenFeatures:
+    """The pooled encoder outputs of the training rows while the encoder is frozen; stale once it trains."""
+
+    def __init__(self, student: Student, texts: list[str], train_rows: np.ndarray) -> None:
+        self.student, self.texts, self.train_rows = student, texts, train_rows
+        self._pooled: np.ndarray | None = None
+
+    def pooled(self) -> np.ndarray:
+        """(N_train, H) pooled outputs of the training rows, computed once."""
+        if self._pooled is None:
+            texts = [self.texts[int(r)] for r in self.train_rows]
+            self._pooled = self.student.encode(texts, [None], normalize=False, progress=True)[None]
+        return self._pooled
+
+    def forget(self) -> None:
+        """The encoder changed: drop what was computed."""
+        self._pooled = None
+
+    def cache(self, steps_left: int, batch_size: int) -> torch.Tensor | None:
+        """(n_texts, H) pooled outputs, rows outside training left at zero, when computing them once is cheaper
+        than encoding every batch (the encoder frozen, enough steps left, small enough); else None."""
+        if encoder_trains(self.student):
+            return None
+        rows = self.train_rows
+        too_big = len(self.texts) * self.student.hidden_size * 4 > POOLED_CACHE_BYTES
+        if steps_left * batch_size < len(rows) or too_big:
+            return None
+        cache = torch.zeros(len(self.texts), self.student.hidden_size)
+        cache[torch.from_numpy(rows)] = torch.from_numpy(self.pooled())
+        return cache.to(self.student.device)
+
+
+def ridge_start(student: Student, pooled: np.ndarray, targets: np.ndarray, alpha: float) -> None:
+    """Set every head to the closed-form ridge fit of the frozen features to the teacher vectors (short heads:
+    its principal directions), so the first stage starts where a head-only stage would converge."""
+    dims = [d for d in student.head_dims if str(d) in student.heads]
+    fitted = ridge_heads(pooled, targets, dims, alpha)
+    with torch.no_grad():
+        for dim, (weight, bias) in fitted.items():
+            student.head(dim).weight.copy_(weight)
+            student.head(dim).bias.copy_(bias)
+    logger.info("heads %s initialised by ridge regression on %d frozen rows", dims, len(targets))
