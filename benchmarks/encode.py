@@ -1,15 +1,15 @@
 """Encoding speed and size of a run's models, side by side: every exported head (torch fp32, and where
-`jasper export --format onnx --quantize int8` wrote them, ONNX fp32 and ONNX int8), the initialisation, each
+`jasper export --format onnx --quantize int8` wrote them, ONNX fp32, O3 and int8), the initialisation, each
 teacher.
 
-All encode the same texts (the run's held-out corpus rows: real lengths), batch 64, after a warm-up; the median
-of `--repeats` timings counts. Parameters are counted on the loaded model (the teachers' C engine: not
-countable, left empty). STS-B test: from the run's `report.json` for the torch rows, computed here (the same
-pairs and metric) for the ONNX rows.
+All encode the same texts (the run's held-out corpus rows: real lengths) after a warm-up: batch 64 (the median of
+`--repeats` timings counts) and, for the student's heads, batch 1 (one text at a time; the median latency, p50_ms,
+counts). Parameters are counted on the loaded model (the teachers' C engine: not countable, left empty). STS-B
+test: from the run's `report.json` for the torch rows, computed here (the same pairs and metric) for the ONNX rows.
 
-    python benchmarks/encode.py configs/wiki.yaml [--repeats 3]
-Writes benchmarks/results/encode.json: [{run, model, dim, backend, precision, device, params, texts_per_s, sts_b}],
-replacing the rows of the same run.
+    python benchmarks/encode.py configs/quickstart.yaml [--repeats 3] [--heads 768]
+Writes benchmarks/results/encode.json: [{run, model, dim, backend, precision, device, batch, params, texts_per_s,
+p50_ms, sts_b}], replacing the rows of the same run.
 """
 
 from __future__ import annotations
@@ -43,22 +43,37 @@ def timed(encode: Callable[[list[str]], object], texts: list[str], repeats: int)
     return len(texts) / statistics.median(seconds)
 
 
+def one_at_a_time(encode: Callable[[list[str]], object], texts: list[str]) -> tuple[float, float]:
+    """(texts/s, median ms) of encoding one text at a time, after a warm-up."""
+    for text in texts[:10]:
+        encode([text])
+    timings = []
+    for text in texts[:200]:
+        began = time.perf_counter()
+        encode([text])
+        timings.append(time.perf_counter() - began)
+    median = statistics.median(timings)
+    return 1.0 / median, 1000 * median
+
+
 def onnx_rows(folder: Path, sample: list[str], repeats: int, stsb_dir: str | None, add: Callable[..., None]) -> None:
-    """Rows for the head's ONNX fp32 and int8 copies, where they exist: speed and STS-B test."""
+    """Rows for the head's ONNX fp32, O3 and int8 copies, where they exist: speed at batch 64 and 1, STS-B test."""
     from jasper.eval.metrics import sts_spearman
     from jasper.eval.sts import stsb_split
-    from jasper.export.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder
+    from jasper.export.onnx import FP32_FILE, INT8_FILE, O3_FILE, OnnxEmbedder
 
     pairs, _ = stsb_split("test", stsb_dir)
-    for file, precision in ((FP32_FILE, "fp32"), (INT8_FILE, "int8")):
+    for file, precision in ((FP32_FILE, "fp32"), (O3_FILE, "O3"), (INT8_FILE, "int8")):
         if not (folder / file).is_file():
             continue
         embedder = OnnxEmbedder(folder, file)
-        rate = timed(lambda t, e=embedder: e.encode(t, BATCH), sample, repeats)
         score = None
         if pairs is not None:
             score = sts_spearman(embedder.encode(pairs.left), embedder.encode(pairs.right), pairs.scores)
+        rate = timed(lambda t, e=embedder: e.encode(t, BATCH), sample, repeats)
         add("student", embedder.dims[0], None, rate, "onnx", precision, score)
+        one, p50 = one_at_a_time(embedder.encode, sample)
+        add("student", embedder.dims[0], None, one, "onnx", precision, score, batch=1, p50_ms=p50)
         print(f"   onnx {precision} file: {(folder / file).stat().st_size / 2**20:.1f} MB")
 
 
@@ -73,6 +88,7 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--heads", default=None, help="comma-separated head dims to time (default: every head)")
     args = parser.parse_args()
     setup_logging()
     config = load_config(args.config)
@@ -80,7 +96,7 @@ def main() -> None:
     texts = load_texts(config)
     _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
     sample = [texts[int(i)] for i in held[: args.texts]]
-    report = config.run_dir / "report.json"
+    report = config.folder.report_json
     sts = {}
     if report.is_file():
         rows = json.loads(report.read_text())["rows"]
@@ -96,21 +112,31 @@ def main() -> None:
         backend: str = "torch",
         precision: str = "fp32",
         sts_b: float | None = None,
+        batch: int = BATCH,
+        p50_ms: float | None = None,
     ) -> None:
         score = sts.get((model, dim)) if sts_b is None else sts_b
         found.append({"run": config.name, "model": model, "dim": dim, "backend": backend, "precision": precision})
-        found[-1].update(device=device, params=params, texts_per_s=round(rate, 1), sts_b=score)
+        found[-1].update(device=device, batch=batch, params=params, texts_per_s=round(rate, 1))
+        found[-1].update(p50_ms=round(p50_ms, 2) if p50_ms is not None else None, sts_b=score)
+        latency = f", one text {p50_ms:.2f} ms" if p50_ms is not None else ""
         print(
-            f"{model:>10} {dim:>5} {backend:>5} {precision}  params {params or 0:>12,}  {rate:8.1f} texts/s",
-            f"STS-B {score}",
+            f"{model:>10} {dim:>5} {backend:>5} {precision:4s} batch {batch:2d}  params {params or 0:>12,}",
+            f"{rate:8.1f} texts/s{latency}  STS-B {score}",
         )
 
     from sentence_transformers import SentenceTransformer
 
-    for folder in sorted((config.run_dir / "export").glob("dim-*"), key=lambda p: -int(p.name[4:])):
+    wanted = {int(d) for d in args.heads.split(",")} if args.heads else None
+    for folder in sorted(config.folder.export.glob("dim-*"), key=lambda p: -int(p.name[4:])):
+        dim = int(folder.name[4:])
+        if wanted is not None and dim not in wanted:
+            continue
         model = SentenceTransformer(str(folder), device="cpu")
         rate = timed(lambda t, m=model: m.encode(t, batch_size=BATCH), sample, args.repeats)
-        add("student", int(folder.name[4:]), count(model), rate)
+        add("student", dim, count(model), rate)
+        one, p50 = one_at_a_time(lambda t, m=model: m.encode(t, batch_size=1), sample)
+        add("student", dim, count(model), one, batch=1, p50_ms=p50)
         onnx_rows(folder, sample, args.repeats, config.eval.stsb_dir, add)
     from jasper.models.student import build_student
 

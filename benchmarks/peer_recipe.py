@@ -11,7 +11,10 @@ The sample budget is the run's (every stage's steps x batch size) unless `--samp
 run's stored teacher vectors (run `jasper teach CONFIG` first); writes `<output_dir>/<name>-peer-<variant>/`
 (the model and its `report.json`) and `benchmarks/results/peer_recipe.json`.
 
-    python benchmarks/peer_recipe.py configs/wiki.yaml [--variants dense,layer-reduction] [--lr 5e-5]
+    python benchmarks/peer_recipe.py configs/wiki.yaml [--variants dense,layer-reduction] [--lr 5e-5,1e-4]
+
+Several learning rates (`--lr a,b,c`) train one model each (`...-peer-<variant>-lr<lr>/`); choose among them on
+STS-B dev (`eval.stsb_dev: true`), never on test.
 """
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ def main() -> None:
     parser.add_argument("--variants", default="dense,layer-reduction")
     parser.add_argument("--samples", type=int, default=None, help="training examples (default: the run's budget)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--lr", default="5e-5", help="learning rate(s), comma-separated")
     args = parser.parse_args()
     setup_logging()
     config = load_config(args.config, args.overrides)
@@ -100,7 +103,8 @@ def main() -> None:
     )
     train_texts = [texts[int(r)] for r in train_rows]
     rows = []
-    for variant in args.variants.split(","):
+    learning_rates = [float(lr) for lr in args.lr.split(",")]
+    for variant, lr in [(v, lr) for v in args.variants.split(",") for lr in learning_rates]:
         if variant == "dense":
             targets = store.vectors(train_rows).numpy()
             out_dim: int | None = store.dim
@@ -109,21 +113,24 @@ def main() -> None:
             out_dim = None
         else:
             raise SystemExit(f"unknown variant '{variant}' (dense, layer-reduction)")
-        out = config.run_dir.with_name(f"{config.name}-peer-{variant}")
+        suffix = f"-lr{lr:g}" if len(learning_rates) > 1 else ""
+        out = config.run_dir.with_name(f"{config.name}-peer-{variant}{suffix}")
         student = build_student(config.student.model, config.student.keep_layers, config.student.max_length, out_dim)
         began = time.perf_counter()
-        train_peer(student, train_texts, targets, samples, args.batch_size, args.lr, out)
+        train_peer(student, train_texts, targets, samples, args.batch_size, lr, out)
         seconds = time.perf_counter() - began
         scores, notes = evaluate_model(str(out / "model"), config.eval, run_dir=config.run_dir)
         found = scores_as_dicts(scores)
         for row in found:
             row["model"] = f"peer {variant}"
-        write_report(out / "report.json", found, seconds, notes, run=config.name, samples=samples)
+        write_report(out / "report.json", found, seconds, notes, run=config.name, samples=samples, lr=lr)
         write_markdown(out / "report.md", f"peer recipe '{variant}' on '{config.name}'", found, notes, [])
         print_table(found, notes, title=f"peer recipe '{variant}': {samples:,} samples, {seconds:.0f} s")
-        rows += [{**r, "run": config.name, "variant": variant, "samples": samples, "train_s": seconds} for r in found]
+        extra = {"run": config.name, "variant": variant, "lr": lr, "samples": samples, "train_s": seconds}
+        rows += [{**r, **extra} for r in found]
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else []
-    kept = [r for r in previous if r.get("run") != config.name or r.get("variant") not in args.variants.split(",")]
+    redone = {(config.name, v, lr) for v in args.variants.split(",") for lr in learning_rates}
+    kept = [r for r in previous if (r.get("run"), r.get("variant"), r.get("lr", 5e-5)) not in redone]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(kept + rows, indent=1) + "\n")
 

@@ -1,14 +1,22 @@
-"""`jasper serve` under load: 32 concurrent clients on loopback for 60 s, against in-process encoding.
+"""`jasper serve` measured from the outside, on loopback, in three ways.
 
-The server (`jasper serve RUN`, a subprocess) serves every head of the run. Each client loops: a request of
-1-64 texts (drawn from the run's corpus: real lengths) at a random head, `encoding_format` base64 (what the
-`openai` client asks for) or float, and a share of malformed requests (bad JSON, a dimension that is no head,
-empty input, an unknown model, token arrays, a wrong type), each of which must get its 4xx. First, with no
-server running, the same texts are encoded in-process (`Student.encode`, batch 64, FC1) for the reference
-rate.
+Load (the default): 32 concurrent clients for 60 s. The server (`jasper serve RUN`, a subprocess, its default
+backend) serves every head of the run. Each client loops: a request of 1-64 texts (drawn from the run's corpus:
+real lengths) at a random head, `encoding_format` base64 (what the `openai` client asks for) or float, and a share
+of malformed requests (bad JSON, a dimension that is no head, empty input, an unknown model, token arrays, a wrong
+type), each of which must get its 4xx. First, with no server running, the same texts are encoded in-process
+(`Student.encode`, batch 64, FC1) for the reference rate.
 
-    python benchmarks/serve.py runs/quickstart [--seconds 60] [--clients 32]
-Writes benchmarks/results/serve.json: {requests, errors_by_status, p50_ms, p99_ms, texts_per_s, ...}.
+Latency (`--clients 1`): one client sends one short query per request (a sentence of 5-15 words from the corpus),
+back to back; p50 and p99, beside the in-process latency of one text through `jasper.load_model(RUN).encode`.
+
+Abuse (`--abuse`): beside a probe client that calls /health and embeds one short text every 100 ms, attackers send
+chunked 600 MB bodies, four concurrent maximum-size requests, 300 idle sockets (the server under a 256-file
+descriptor limit) and a stream of malformed requests. Reports the probe's p99, the server's RSS against its idle
+RSS, 5xx answers, and how much the server's log grew.
+
+    python benchmarks/serve.py runs/quickstart [--seconds 60] [--clients 32 | --clients 1 | --abuse]
+Writes benchmarks/results/serve.json (load), serve_latency.json (one client) or serve_abuse.json.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-RESULTS = Path(__file__).parent / "results" / "serve.json"
+RESULTS = Path(__file__).parent / "results"
 # (what is wrong, the body, the status it must get)
 MALFORMED = [
     ("bad JSON", b'{"model": ', 400),
@@ -110,31 +118,49 @@ async def load(port: int, name: str, dims: list[int], texts: list[str], args: ar
         return log, time.monotonic() - began
 
 
-def main() -> None:
-    """Measure in-process encoding, start the server, load it, write the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--malformed", type=float, default=0.1, help="share of malformed requests")
-    parser.add_argument("--out", default=str(RESULTS))
-    args = parser.parse_args()
-    corpus = args.run / "corpus.txt"
-    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
-    reference = in_process_rate(args.run, texts[:2048])
-    print(f"in-process encode: {reference:.1f} texts/s")
+def start_server(run: Path, log_file: Path, fd_limit: int | None = None) -> tuple[subprocess.Popen, int, dict]:
+    """`jasper serve RUN` in a subprocess on a free port, its log in `log_file`; (process, port, /v1/models' entry)."""
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "jasper", "serve", str(args.run), "--port", str(port)], env=env)
+
+    def limit_fds() -> None:
+        if fd_limit is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, fd_limit))
+
+    log = log_file.open("w")
+    command = [sys.executable, "-m", "jasper", "serve", str(run), "--port", str(port)]
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit_fds)
+    for _ in range(600):
+        try:
+            info = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).json()["data"][0]
+            return server, port, info
+        except (httpx.TransportError, KeyError, ValueError):
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit(f"the server did not start (see {log_file})")
+
+
+def rss_mb(pid: int) -> float:
+    """A process's resident set size, MB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def short_queries(texts: list[str]) -> list[str]:
+    """Sentences of 5 to 15 words: what a retrieval service embeds per request."""
+    return [t for t in texts if 5 <= len(t.split()) <= 15]
+
+
+def measure_load(args: argparse.Namespace, texts: list[str]) -> dict:
+    """32 clients (by default), real request sizes, a share malformed."""
+    reference = in_process_rate(args.run, texts[:2048])
+    print(f"in-process encode: {reference:.1f} texts/s")
+    server, port, info = start_server(args.run, Path(args.log))
     try:
-        for _ in range(600):
-            try:
-                info = httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).json()["data"][0]
-                break
-            except (httpx.TransportError, KeyError, ValueError):
-                time.sleep(0.2)
-        else:
-            raise SystemExit("the server did not start")
         log, seconds = asyncio.run(load(port, info["id"], info["dimensions"], texts, args))
         batches = httpx.get(f"http://127.0.0.1:{port}/health").json()["batches"]
     finally:
@@ -145,7 +171,7 @@ def main() -> None:
     embedded = sum(n for *_, n, _ in log)
     malformed = [(kind, status) for status, _, _, kind in log if kind]
     expected = {kind: status for kind, _, status in MALFORMED}
-    result = {
+    return {
         "requests": len(log),
         "errors_by_status": {s: c for s, c in sorted(statuses.items()) if s != "200"},
         "p50_ms": round(statistics.median(latencies), 1),
@@ -159,14 +185,86 @@ def main() -> None:
         "dropped_connections": statuses.get("-1", 0),
         "wrong_answers": statuses.get("-2", 0),
         "encoder_batches": batches,
+        "backend": info.get("backend"),
         "clients": args.clients,
         "seconds": round(seconds, 1),
         "run": str(args.run),
         "device": "cpu",
     }
+
+
+def measure_latency(args: argparse.Namespace, texts: list[str]) -> dict:
+    """One client, one short query per request; and one text in-process through `jasper.load_model`."""
+    from jasper import load_model
+
+    queries = short_queries(texts)
+    model = load_model(args.run)
+    for query in queries[:20]:
+        model.encode([query])  # warm up
+    in_process = []
+    for query in queries[:500]:
+        began = time.perf_counter()
+        model.encode([query])
+        in_process.append(1000 * (time.perf_counter() - began))
+    del model
+    server, port, info = start_server(args.run, Path(args.log))
+    timings: list[float] = []
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            deadline = time.monotonic() + args.seconds
+            for i, query in enumerate(queries * 100):
+                body = {"model": info["id"], "input": query, "encoding_format": "base64"}
+                began = time.perf_counter()
+                answer = http.post("/v1/embeddings", json=body)
+                if i >= 20:  # the first requests warm the server up
+                    timings.append(1000 * (time.perf_counter() - began))
+                if answer.status_code != 200:
+                    raise SystemExit(f"status {answer.status_code}: {answer.text[:200]}")
+                if time.monotonic() > deadline:
+                    break
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    timings.sort()
+    in_process.sort()
+    return {
+        "requests": len(timings),
+        "p50_ms": round(statistics.median(timings), 2),
+        "p99_ms": round(timings[int(0.99 * (len(timings) - 1))], 2),
+        "in_process_p50_ms": round(statistics.median(in_process), 2),
+        "in_process_p99_ms": round(in_process[int(0.99 * (len(in_process) - 1))], 2),
+        "backend": info.get("backend"),
+        "words_per_query": "5-15",
+        "run": str(args.run),
+        "device": "cpu",
+    }
+
+
+def main() -> None:
+    """Run the mode asked for and write its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--abuse", action="store_true", help="attackers beside a probe client (see above)")
+    parser.add_argument("--malformed", type=float, default=0.1, help="share of malformed requests")
+    parser.add_argument("--log", default="serve-benchmark.log", help="the server's log")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    corpus = args.run / "corpus.txt"
+    texts = [t for t in corpus.read_text(encoding="utf-8").splitlines() if t.strip()]
+    if args.abuse:
+        from serve_abuse import measure_abuse
+
+        result, name = measure_abuse(args, short_queries(texts), start_server, rss_mb), "serve_abuse.json"
+    elif args.clients == 1:
+        result, name = measure_latency(args, texts), "serve_latency.json"
+    else:
+        result, name = measure_load(args, texts), "serve.json"
     print(json.dumps(result, indent=1))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    out = Path(args.out or RESULTS / name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
 
 
 if __name__ == "__main__":

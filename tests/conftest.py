@@ -10,7 +10,11 @@ import pytest
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the tests set the environment they need: none of the caller's Hugging Face or jasper settings leaks in
+# (TRANSFORMERS_OFFLINE=1 in a user's shell, say, would change what the hub tests see)
+for _name in [n for n in os.environ if n.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_", "JASPER_"))]:
+    del os.environ[_name]
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import helpers  # noqa: E402
@@ -37,7 +41,8 @@ def corpus_file(tmp_path: Path) -> Path:
 
 
 def tiny_config_dict(model: Path, corpus: Path, out: Path, **extra: object) -> dict:
-    """A complete tiny run config: two callable teachers (8 + 4 dims), a 2-layer cut student."""
+    """A complete tiny run config: two callable teachers (8 + 4 dims), a 2-layer cut student, the paper's losses."""
+    paper = ["cosine", "similarity", "resim"]  # every loss part runs, not only the default cosine
     config = {
         "name": "tiny",
         "output_dir": str(out),
@@ -50,10 +55,19 @@ def tiny_config_dict(model: Path, corpus: Path, out: Path, **extra: object) -> d
         "store": {"shard_size": 32},
         "student": {"model": str(model), "keep_layers": [0, 1], "max_length": 16, "heads": [12, 6, 3]},
         "stages": [
-            {"name": "s1", "train": "heads", "lr": 1e-3, "batch_size": 8, "steps": 4, "checkpoint_every": 2},
+            {
+                "name": "s1",
+                "train": "heads",
+                "fc1_losses": paper,
+                "lr": 1e-3,
+                "batch_size": 8,
+                "steps": 4,
+                "checkpoint_every": 2,
+            },
             {
                 "name": "s2",
                 "train": "last_layers",
+                "fc1_losses": paper,
                 "last_layers": 1,
                 "lr": 1e-3,
                 "batch_size": 8,
@@ -63,6 +77,7 @@ def tiny_config_dict(model: Path, corpus: Path, out: Path, **extra: object) -> d
             {
                 "name": "s3",
                 "train": "all",
+                "fc1_losses": paper,
                 "heads": "all",
                 "lr": 1e-3,
                 "batch_size": 8,

@@ -7,7 +7,7 @@ import pytest
 
 from jasper.config import StudentConfig
 from jasper.errors import JasperError
-from jasper.export.onnx import FP32_FILE, INT8_FILE, OnnxEmbedder, export_onnx
+from jasper.export.onnx import FP32_FILE, INT8_FILE, O3_FILE, OnnxEmbedder, export_onnx
 from jasper.export.sentence_transformers import export_all
 from jasper.models.student import build_student
 from jasper.serve import load_embedder
@@ -21,7 +21,7 @@ def export_dir(tiny_bert, tmp_path_factory):
     folder = tmp_path_factory.mktemp("onnx") / "export"
     for path in export_all(student, [12, 6], folder):
         written = export_onnx(path, quantize="int8")
-        assert [p.relative_to(path).as_posix() for p in written] == [FP32_FILE, INT8_FILE]
+        assert [p.relative_to(path).as_posix() for p in written] == [FP32_FILE, O3_FILE, INT8_FILE]
     return folder
 
 
@@ -33,6 +33,8 @@ def test_onnx_head_gives_the_sentence_transformers_vectors(export_dir, dim):
     expected = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, normalize_embeddings=True)
     found = OnnxEmbedder(folder).encode(TEXTS)
     assert found.shape == (4, dim) and np.abs(found - expected).max() <= 1e-5
+    fused = OnnxEmbedder(folder, O3_FILE).encode(TEXTS)
+    assert (fused * expected).sum(axis=1).min() > 0.9999  # fast GELU: nearly the same
     quantized = OnnxEmbedder(folder, INT8_FILE).encode(TEXTS)
     cosines = (quantized * expected).sum(axis=1)
     assert quantized.shape == (4, dim) and cosines.min() > 0.9  # int8 weights: close, not equal
@@ -40,11 +42,15 @@ def test_onnx_head_gives_the_sentence_transformers_vectors(export_dir, dim):
 
 def test_serving_the_onnx_heads(export_dir):
     served = load_embedder(export_dir, backend="onnx")
-    assert served.dims == [12, 6]
+    assert served.dims == [12, 6] and served.backend == f"onnx ({FP32_FILE})"
     out = served.embed(TEXTS, [6, 12])
-    torch_served = load_embedder(export_dir)
+    torch_served = load_embedder(export_dir, backend="torch")
     reference = torch_served.embed(TEXTS, [6])[6]
+    assert torch_served.backend == "torch"
     assert np.abs(out[6] - reference).max() <= 1e-5 and out[12].shape == (4, 12)
+    fastest = load_embedder(export_dir)  # auto: the fastest files every head holds
+    assert fastest.backend == f"onnx ({INT8_FILE})"
+    assert ((fastest.embed(TEXTS, [6])[6] * reference).sum(axis=1) > 0.9).all()
 
 
 def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):

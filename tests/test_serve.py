@@ -203,7 +203,7 @@ def test_the_openai_client_gets_the_sentence_transformers_vectors(run_dir):
     ("args", "said"),
     [
         (("--api-key-env", "JASPER_TEST_NO_SUCH_KEY"), "the environment variable JASPER_TEST_NO_SUCH_KEY is not set"),
-        (("--backend", "tensorrt"), "--backend tensorrt: choose torch or onnx"),
+        (("--backend", "tensorrt"), "--backend tensorrt: choose one of auto, torch, onnx, onnx-o3, onnx-int8"),
         (("--backend", "onnx"), "run `jasper export RUN --format onnx` first"),
     ],
 )

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jasper.config import RunConfig, load_config
 from jasper.data.store import TeacherStore
@@ -31,6 +31,9 @@ from jasper.locks import folder_lock
 from jasper.run_check import check_run
 from jasper.run_folder import RunFolder
 from jasper.runtime import set_threads
+
+if TYPE_CHECKING:
+    from jasper.tracking import Tracking
 
 logger = logging.getLogger("jasper")
 ConfigLike = RunConfig | str | Path
@@ -67,17 +70,42 @@ def as_config(config: ConfigLike, overrides: list[str] | None = None) -> RunConf
 
 @contextlib.contextmanager
 def session(config: RunConfig, restart: bool = False, record: bool = True) -> Iterator[None]:
-    """Hold the run folder's lock, apply `threads`, refuse a config that would change a started run's training
-    (or discard that training with `restart`), and record the config when the work uses it."""
+    """Hold the run folder's lock, apply `threads` (and the image size guard), refuse a config that would change a
+    started run's training (or discard that training with `restart`), and record the config when the work uses
+    it."""
     set_threads(config.threads)
+    if config.vision is not None:
+        from jasper.data.images import set_max_image_pixels
+
+        set_max_image_pixels(config.vision.max_image_pixels)
     with folder_lock(config.run_dir, f"run '{config.name}'"):
         check_run(config, restart=restart, record=record)
         yield
 
 
-def _export(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
-    """The heads under `out` (`dim-<D>/` each) or the one head into `out` itself, with cards and the image side."""
-    from jasper.export.card import write_cards
+@contextlib.contextmanager
+def tracked(config: RunConfig) -> Iterator[Tracking | None]:
+    """The trackers `log.report_to` names for the block (None when it names none); their session ends with it."""
+    from jasper.tracking import Tracking
+
+    tracking = Tracking.open(config)
+    try:
+        yield tracking
+    except BaseException:
+        if tracking is not None:
+            tracking.failed = True
+        raise
+    finally:
+        if tracking is not None:
+            tracking.close()
+
+
+def _export(
+    config: RunConfig, dims: list[int], out: Path | None, onnx: bool = False, quantize: str | None = None
+) -> list[Path]:
+    """The heads under `out` (`dim-<D>/` each) or the one head into `out` itself, each with its card (and its ONNX
+    copies) written before the folder is swapped in whole; then the image side beside them."""
+    from jasper.export.card import card_writer
     from jasper.export.image import export_image_side
     from jasper.export.sentence_transformers import export_all, export_head
     from jasper.models.student import load_student
@@ -86,10 +114,18 @@ def _export(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
     if not run.has_student:
         raise JasperError(f"run '{config.name}' has no trained student at '{run.student}': run `jasper train` first")
     student = load_student(run.student)
+    write_card = card_writer(config)
+
+    def extras(folder: Path) -> None:
+        write_card(folder)
+        if onnx:
+            from jasper.export.onnx import export_onnx
+
+            export_onnx(folder, quantize)
+
     into = out is not None and len(dims) == 1
     base = out or run.export
-    paths = [export_head(student, dims[0], base)] if into else export_all(student, dims, base)
-    write_cards(config, paths)
+    paths = [export_head(student, dims[0], base, extras)] if into else export_all(student, dims, base, extras)
     image = export_image_side(run.image, base, paths)
     if image is not None:
         logger.info("wrote %s (the image path: images in the same space as these heads' texts)", image)
@@ -99,7 +135,7 @@ def _export(config: RunConfig, dims: list[int], out: Path | None) -> list[Path]:
 
 
 def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = True) -> Report:
-    from jasper.eval.plots import plot_loss_parts, plot_scores_by_dim, plot_vision_by_dim
+    from jasper.eval.plots import plot_dev_curves, plot_loss_parts, plot_scores_by_dim, plot_vision_by_dim
     from jasper.eval.runner import evaluate_run
     from jasper.export.card import write_cards
     from jasper.train.log import TrainLog
@@ -109,9 +145,11 @@ def _evaluate(config: RunConfig, started: float, title: str, trusted: bool = Tru
     run = config.folder
     write_report(run.report_json, rows, time.perf_counter() - started, notes, run=config.name)
     run.plots.mkdir(exist_ok=True)
+    log = TrainLog(run.train_log)
     plots = [
         plot_scores_by_dim(rows, run.plots / "scores_by_dim.png"),
-        plot_loss_parts(TrainLog(run.train_log).read(), run.plots / "loss_parts.png"),
+        plot_loss_parts(log.steps(), run.plots / "loss_parts.png"),
+        plot_dev_curves(log.evaluations(), run.plots / "dev_curves.png"),
         plot_vision_by_dim(rows, run.plots / "vision_by_dim.png"),
     ]
     write_markdown(run.report_md, title, rows, notes, [p for p in plots if p])
@@ -137,6 +175,15 @@ def evaluate_model(model: str, overrides: list[str] | None = None) -> Report:
     return Report(title, rows, notes, folder.root)
 
 
+def _summarise(tracking: Tracking | None, config: RunConfig, report: Report) -> None:
+    """The evaluation, the config, the reports and the plots, to the trackers."""
+    if tracking is not None:
+        from jasper.eval.report import markdown_tables
+        from jasper.tracking import tracked_files
+
+        tracking.summary(report.rows, markdown_tables(report.rows), tracked_files(config.folder))
+
+
 class Run:
     """One run of a config: its steps (`teach`, `train`, `export`, `evaluate`) or all of them (`all`), and its model.
 
@@ -156,15 +203,15 @@ class Run:
         """Compute and store every teacher's vectors for the corpus (resumable); returns the opened store."""
         from jasper.teach import teach
 
-        with session(self.config):
-            return teach(self.config)
+        with session(self.config), tracked(self.config) as tracking:
+            return teach(self.config, tracking.teach_progress if tracking else None)
 
     def train(self, restart: bool = False) -> Path:
         """Train the student through the stages (resumes a killed run; `restart` discards its training first)."""
         from jasper.train.run import train
 
-        with session(self.config, restart):
-            return train(self.config)
+        with session(self.config, restart), tracked(self.config) as tracking:
+            return train(self.config, tracking.sync if tracking else None)
 
     def export(
         self,
@@ -185,13 +232,7 @@ class Run:
         if format not in EXPORT_FORMATS or (quantize and format != "onnx"):
             raise JasperError(f"--format {format} --quantize {quantize}: use --format onnx [--quantize int8]")
         with session(config, record=False):
-            paths = _export(config, dims, Path(out) if out is not None else None)
-            if format == "onnx":
-                from jasper.export.onnx import export_onnx
-
-                for path in paths:
-                    for written in export_onnx(path, quantize):
-                        logger.info("wrote %s", written)
+            paths = _export(config, dims, Path(out) if out is not None else None, format == "onnx", quantize)
         if push_to_hub:
             from jasper.export.hub import push_folder
 
@@ -202,8 +243,10 @@ class Run:
         """Every head, the initialisation and the teachers on every offline task; writes `report.json`, `report.md`
         and the plots, and refreshes the exported heads' cards. `trusted=False` (a run folder from elsewhere)
         runs no code that the run's config names."""
-        with session(self.config, record=False):
-            return _evaluate(self.config, time.perf_counter(), f"jasper eval '{self.config.name}'", trusted)
+        with session(self.config, record=False), tracked(self.config) as tracking:
+            report = _evaluate(self.config, time.perf_counter(), f"jasper eval '{self.config.name}'", trusted)
+            _summarise(tracking, self.config, report)
+            return report
 
     def evaluate_mteb(self, tasks: list[str], dims: list[int] | None = None, prompts: str = "jasper") -> Report:
         """MTEB tasks on the student at the head dims (default FC1), merged into the run's `report.json`."""
@@ -219,11 +262,13 @@ class Run:
         from jasper.train.run import train
 
         started = time.perf_counter()
-        with session(self.config, restart):
-            teach(self.config)
-            train(self.config)
+        with session(self.config, restart), tracked(self.config) as tracking:
+            teach(self.config, tracking.teach_progress if tracking else None)
+            train(self.config, tracking.sync if tracking else None)
             _export(self.config, self.config.export.dims or self.config.student.heads, None)
-            return _evaluate(self.config, started, f"jasper run '{self.config.name}'")
+            report = _evaluate(self.config, started, f"jasper run '{self.config.name}'")
+            _summarise(tracking, self.config, report)
+            return report
 
     def model(self) -> EmbeddingModel:
         """The trained student, to embed texts (every head) and, after a vision stage, images."""

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Optional, TypeVar, cast
 
 import typer
 
+from jasper.data.images import MAX_IMAGE_PIXELS
 from jasper.errors import JasperError, describe_os_error
 from jasper.run_folder import RunFolder
 from jasper.runtime import setup_logging
+from jasper.serve.limits import Limits
 
 app = typer.Typer(
     help="Distil several embedding models into one small student.",
@@ -171,22 +173,49 @@ def serve(
         typer.Option(help="name of an environment variable holding the bearer key clients must send"),
     ] = None,
     name: Annotated[Optional[str], typer.Option(help="the model name clients ask for; default the run's")] = None,  # noqa: UP045
-    max_batch: Annotated[int, typer.Option(help="texts embedded together (dynamic batching)")] = 256,
-    max_wait_ms: Annotated[float, typer.Option(help="how long a request waits for others to batch with")] = 5.0,
-    max_inputs: Annotated[int, typer.Option(help="texts per request")] = 2048,
-    max_body_mb: Annotated[float, typer.Option(help="request body limit, MiB")] = 8.0,
-    backend: Annotated[str, typer.Option(help="torch, or onnx: the exported heads' ONNX copies")] = "torch",
-    quantized: Annotated[bool, typer.Option(help="with --backend onnx: the int8 copies")] = False,
+    backend: Annotated[
+        str, typer.Option(help="auto (the fastest files the exported heads hold), torch, onnx, onnx-o3, onnx-int8")
+    ] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for ONNX Runtime; default all")] = None,  # noqa: UP045
+    max_batch: Annotated[int, typer.Option(help="texts embedded together (dynamic batching)")] = Limits.max_batch,
+    max_wait_ms: Annotated[
+        float, typer.Option(help="how long a batch waits for requests on their way")
+    ] = Limits.max_wait_ms,
+    max_inputs: Annotated[int, typer.Option(help="texts per request")] = Limits.max_inputs,
+    max_input_chars: Annotated[int, typer.Option(help="characters per text")] = Limits.max_input_chars,
+    max_body_mb: Annotated[float, typer.Option(help="request body limit, MiB")] = Limits.max_body_bytes / 2**20,
+    max_queue_texts: Annotated[
+        int, typer.Option(help="texts waiting to be embedded; past it, 429 with Retry-After")
+    ] = Limits.max_queue_texts,
+    request_timeout_s: Annotated[
+        float, typer.Option(help="seconds a client has to send a whole request (408 after)")
+    ] = Limits.request_timeout_s,
+    idle_timeout_s: Annotated[
+        float, typer.Option(help="seconds an open connection may sit with no request")
+    ] = Limits.idle_timeout_s,
+    max_connections: Annotated[
+        int, typer.Option(help="open connections and requests; past it, 503")
+    ] = Limits.max_connections,
 ) -> None:
     """Serve an OpenAI-compatible embeddings API (POST /v1/embeddings, GET /v1/models, GET /health)."""
     try:
         from jasper.serve.app import serve as run_server
     except ImportError as missing:  # without the serve extra: one line saying what to install
         raise JasperError(str(missing)) from None
-    from jasper.serve import Limits
 
-    limits = Limits(max_inputs, int(max_body_mb * 2**20), max_batch, max_wait_ms)
-    run_server(model, host, port, api_key_env, limits, name, backend, quantized)
+    limits = Limits(
+        max_inputs=max_inputs,
+        max_body_bytes=int(max_body_mb * 2**20),
+        max_input_chars=max_input_chars,
+        max_batch=max_batch,
+        max_wait_ms=max_wait_ms,
+        max_queue_texts=max_queue_texts,
+        max_queue_chars=max_queue_texts * Limits.max_queue_chars // Limits.max_queue_texts,
+        request_timeout_s=request_timeout_s,
+        idle_timeout_s=idle_timeout_s,
+        max_connections=max_connections,
+    )
+    run_server(model, host, port, api_key_env, limits, name, backend, threads)
 
 
 @app.command()
@@ -206,6 +235,9 @@ def encode(
     truncate: Annotated[
         bool, typer.Option(help="cut a plain model's vectors to --dim (only for Matryoshka-trained models)")
     ] = False,
+    max_image_pixels: Annotated[
+        int, typer.Option(help="the largest image opened, in pixels (a guard against decompression bombs)")
+    ] = MAX_IMAGE_PIXELS,
 ) -> None:
     """Embed a file of texts (--input) or a folder of images (--images) to a .npy file."""
     import numpy as np
@@ -216,8 +248,10 @@ def encode(
     if (input is None) == (images is None):
         raise JasperError("give exactly one of --input (a file of texts) or --images (a folder of images)")
     if images is not None:
+        from jasper.data.images import set_max_image_pixels
         from jasper.encode import image_files
 
+        set_max_image_pixels(max_image_pixels)
         files = image_files(images)
         vectors = load_model(model).encode_images(files, dim, batch_size)
         # which row is which image: <out>.files.txt, one path per line, in row order

@@ -36,7 +36,15 @@ def load_sentence_transformer(name: str, device: str = "cpu") -> Any:
 
     from jasper.assets import resolve_model
 
-    return SentenceTransformer(resolve_model(name), device=device)
+    resolved = resolve_model(name)
+    try:
+        return SentenceTransformer(resolved, device=device)
+    except Exception as error:  # a damaged or foreign folder fails in many library-specific ways
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise JasperError(
+            f"'{name}' cannot be loaded as a sentence-transformers model ({type(error).__name__}: {first}): it is "
+            "damaged or incomplete; if it is a jasper export, export it again (`jasper export RUN`)"
+        ) from None
 
 
 def st_encode(

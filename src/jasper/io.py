@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from jasper.errors import JasperError
 
 
 def _current_umask() -> int:
@@ -23,8 +26,30 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+# what libraries say when a write fails for lack of space (torch, safetensors, protobuf word it their own way)
+WRITE_FAILED = ("No space left on device", "Disk quota exceeded", "os error 28", "StorageFull", "file write failed")
+
+
+def write_failure(path: Path, error: BaseException) -> JasperError | None:
+    """A one-line error for a write that failed for lack of space (a full disk or quota), naming `path` and what to
+    do; None for any other failure (and for an error already meant for the user)."""
+    if isinstance(error, JasperError):
+        return None
+    seen: BaseException | None = error
+    while seen is not None:
+        full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
+        if full or any(words in str(seen) for words in WRITE_FAILED):
+            first = (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
+            return JasperError(
+                f"cannot write '{path}' ({first}): the disk is full. Free some space and rerun the same command: "
+                "it resumes from what was saved"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(tmp_path)` then rename the temporary file onto `path`."""
+    """Call `write(tmp_path)` then rename the temporary file onto `path` (a full disk: one clear error)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -33,6 +58,11 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         write(Path(tmp))
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files 600; a plain open() would honour the umask
         os.replace(tmp, path)
+    except Exception as error:
+        failure = write_failure(path, error)
+        if failure is not None:
+            raise failure from error
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -109,7 +139,10 @@ def folder_swap(target: Path) -> Iterator[Path]:
     staging.mkdir(parents=True)
     try:
         yield staging
-    except BaseException:
+    except BaseException as error:
         shutil.rmtree(staging, ignore_errors=True)
+        failure = write_failure(target, error) if isinstance(error, Exception) else None
+        if failure is not None:
+            raise failure from error
         raise
     replace_folder(staging, target)

@@ -12,7 +12,8 @@ from jasper.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 # keys that never change what training computes: free to change between commands on one run
-FREE_KEYS = {"name", "output_dir", "threads", "device", "eval", "export", "store.dir", "student.gradient_checkpointing"}
+FREE_KEYS = {"name", "output_dir", "threads", "device", "eval", "export", "log", "store.dir"}
+FREE_KEYS |= {"student.gradient_checkpointing"}
 FREE_TEACHER_KEYS = {"name", "batch_size", "workers", "engine", "max_batch_tokens", "timeout_s", "max_retries"}
 FREE_TEACHER_KEYS |= {"requests_per_minute", "api_key_env", "api_base"}
 FREE_STAGE_KEYS = {"checkpoint_every", "micro_batch_size"}  # micro-batches give the same gradients (tested)
@@ -70,7 +71,8 @@ def check_run(config: RunConfig, restart: bool = False, record: bool = True) -> 
     run = config.folder
     recorded = run.config
     started = training_started(run)
-    changes = training_changes(load_config(recorded), config) if started and recorded.is_file() else []
+    # the record read as the folder's config, anchored alike: paths rebased for a command run from elsewhere
+    changes = training_changes(load_config(run.root), config) if started and recorded.is_file() else []
     if started and restart:
         discard_training(run)
     elif changes:

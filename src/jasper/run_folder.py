@@ -60,6 +60,15 @@ class RunFolder:
         """Where the vision stages resume from."""
         return self.checkpoints / "vision.pt"
 
+    def best_checkpoint(self, stage_index: int) -> Path:
+        """The weights with the best dev score so far in a stage (`keep_best`)."""
+        return self.checkpoints / f"best-stage{stage_index}.pt"
+
+    @property
+    def clusters(self) -> Path:
+        """k-means clusters of the training rows' teacher vectors (`batching: clustered`), computed once."""
+        return self.root / "clusters"
+
     @property
     def deepspeed(self) -> Path:
         """The ranks' DeepSpeed optimizer shards, one folder per checkpoint tag."""
@@ -115,6 +124,16 @@ class RunFolder:
         return self.root / "eval_cache.json"
 
     @property
+    def tensorboard(self) -> Path:
+        """TensorBoard's event files (`log.report_to: [tensorboard]`)."""
+        return self.root / "tb"
+
+    @property
+    def tracking_state(self) -> Path:
+        """The tracked runs' ids (W&B, MLflow) and how far the log has been sent to them."""
+        return self.root / "tracking.json"
+
+    @property
     def has_student(self) -> bool:
         """Whether the text student is trained and saved."""
         return (self.student / STUDENT_META).is_file()
@@ -123,7 +142,7 @@ class RunFolder:
     def training_outputs(self) -> tuple[Path, ...]:
         """What `--restart` discards: everything training wrote (teacher vectors stay)."""
         return (self.checkpoints, self.train_log, self.student, staging_path(self.student), self.export, self.image,
-                staging_path(self.image))  # fmt: skip
+                staging_path(self.image), self.tensorboard, self.tracking_state)  # fmt: skip
 
 
 def saved_student(path: str | Path) -> Path | None:

@@ -140,10 +140,12 @@ def model_eval_config(model: str, overrides: list[str] | None = None) -> ModelEv
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config, apply overrides, validate."""
+    """Load a YAML config (or a run folder's `config.yaml`), apply overrides, validate. A run folder's config is
+    anchored to that folder: the run is the folder named, and its relative paths still find their files when the
+    command runs from elsewhere."""
     path = Path(path)
     if path.is_dir():
-        path = RunFolder(path).config
+        return anchored(load_config(RunFolder(path).config, overrides), path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
     try:
@@ -156,6 +158,56 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping, got {type(data).__name__}")
     return build_config(data, overrides)
+
+
+# the config's paths to local files and folders, as (section, key): a list value holds several
+PATH_FIELDS = (
+    ("corpus", "path"), ("store", "dir"), ("student", "model"), ("eval", "stsb_dir"), ("eval", "flickr8k_dir"),
+    ("eval", "imagenette_dir"), ("eval", "sts_files"), ("vision", "data"),
+)  # fmt: skip
+
+
+def anchored(config: RunConfig, folder: Path) -> RunConfig:
+    """`config` as the run in `folder`: its run directory is `folder`, and a relative path that does not exist from
+    here but does from where the run was made (the folder less `output_dir/name`) is made to point there."""
+    base = _origin(config, Path(folder))
+    if base is not None:
+        data = config.model_dump()
+        for node, key in _path_nodes(data):
+            node[key] = _rebase(node[key], base)
+        config = RunConfig.model_validate(data)
+    config._folder = Path(folder)
+    return config
+
+
+def _origin(config: RunConfig, folder: Path) -> Path | None:
+    """Where the run was made from: `folder` less its trailing `output_dir/name`, when it ends so."""
+    made = Path(config.output_dir) / config.name
+    if made.is_absolute():
+        return None
+    parts = folder.resolve().parts
+    tail = made.parts
+    return Path(*parts[: -len(tail)]) if parts[-len(tail) :] == tail else None
+
+
+def _path_nodes(data: dict[str, Any]) -> list[tuple[Any, Any]]:
+    """(container, key) of every path value in a config dict (lists: one pair per item)."""
+    nodes: list[tuple[Any, Any]] = []
+    for section, key in PATH_FIELDS:
+        holder = data.get(section)
+        if isinstance(holder, dict) and holder.get(key) is not None:
+            value = holder[key]
+            nodes += [(value, i) for i in range(len(value))] if isinstance(value, list) else [(holder, key)]
+    nodes += [(source, "path") for source in data["corpus"].get("sources") or [] if source.get("path")]
+    return nodes
+
+
+def _rebase(value: str, base: Path) -> str:
+    """`value` itself where it exists (or is absolute, or names no local file), else `base / value` where that does."""
+    path = Path(value)
+    if path.is_absolute() or path.exists() or not (base / path).exists():
+        return value
+    return str(base / path)
 
 
 def save_config(config: RunConfig, path: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from jasper.data.images import MAX_IMAGE_PIXELS
 from jasper.errors import JasperError
 from jasper.run_folder import RunFolder
 
@@ -30,7 +31,7 @@ class SourceConfig(_Strict):
     text_field: str = "text"  # the JSON field / column holding the text
     article_field: str | None = None  # JSON lines: the article id of each row, so whole articles can be held out
     max_texts: int | None = Field(default=None, ge=0)  # a seeded random sample (0: only its held-out articles)
-    share: float | None = Field(default=None, gt=0)  # or this share of corpus.max_texts (shares are normalised)
+    share: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # or this share of corpus.max_texts
 
     @model_validator(mode="after")
     def _one_origin(self) -> SourceConfig:
@@ -155,7 +156,9 @@ class StageConfig(_Strict):
     last_layers: int = Field(default=0, ge=0)
     heads: list[int] | Literal["fc1", "all"] = "fc1"  # heads whose losses apply
     train_heads: list[int] | None = None  # heads whose weights train; None = the active heads
-    fc1_losses: list[LossName] = ["cosine", "similarity", "resim"]
+    # FC1 learns the teachers' vectors by cosine alone by default: at equal budget it beat the paper's three losses
+    # on STS-B dev (docs/results.md#the-recipe); configs/jasper_paper.yaml names all three
+    fc1_losses: list[LossName] = ["cosine"]
     short_head_losses: list[LossName] = ["similarity", "resim"]
     lr: float = Field(gt=0)
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
@@ -173,6 +176,14 @@ class StageConfig(_Strict):
     # GPU the host then runs ahead). The finite check stays before every update: a bad step's update is
     # skipped on the device and the run stops at the next read, naming that step
     log_every: int = Field(default=1, gt=0)
+    # random batches, or clustered: `cluster_share` of each batch from one k-means cluster of the training rows'
+    # teacher vectors (`clusters` of them; None = training rows // (8 x batch_size)), the rest at random
+    batching: Literal["random", "clustered"] = "random"
+    cluster_share: float = Field(default=0.5, gt=0, le=1)
+    clusters: int | None = Field(default=None, ge=2)
+    # score STS-B dev (and the run's derived retrieval task) every this many steps, into train_log.jsonl
+    eval_every: int | None = Field(default=None, gt=0)
+    keep_best: bool = False  # end the stage on the weights with the best FC1 STS-B dev score (needs eval_every)
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
@@ -188,6 +199,10 @@ class StageConfig(_Strict):
             raise ValueError(f"stage '{self.name}' has nothing to train: train_heads is empty")
         if not self.fc1_losses and not self.short_head_losses:
             raise ValueError(f"stage '{self.name}' has no losses")
+        if self.keep_best and self.eval_every is None:
+            raise ValueError(f"stage '{self.name}': keep_best needs eval_every (how often the dev set is scored)")
+        if self.train == "vision" and (self.batching != "random" or self.eval_every is not None):
+            raise ValueError(f"stage '{self.name}': a vision stage takes neither batching: clustered nor eval_every")
         return self
 
     def active_heads(self, all_heads: list[int]) -> list[int]:
@@ -246,6 +261,8 @@ class VisionConfig(_Strict):
     flip: bool = True  # also cache mirrored training images: twice the image views at no cost per step
     ridge_alpha: float = Field(default=0.01, gt=0)  # the closed-form projection's ridge (times the rows)
     batch_size: int = Field(default=50, gt=0)  # images per image-encoder batch while caching features
+    # the largest image opened, in pixels (Pillow's guard against decompression bombs); null lifts it
+    max_image_pixels: int | None = Field(default=MAX_IMAGE_PIXELS, gt=0)
 
 
 class ExportConfig(_Strict):
@@ -257,8 +274,18 @@ class ExportConfig(_Strict):
     license: str | None = None
 
 
+class LogConfig(_Strict):
+    """Where training is watched besides train_log.jsonl: TensorBoard, Weights & Biases, MLflow (each optional)."""
+
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
+    project: str = "jasper"  # the W&B project and the MLflow experiment
+
+
 class RunConfig(_Strict):
     """A whole run: corpus, teachers, student, losses, stages, eval and export."""
+
+    # the run folder a command was given (`jasper export PATH/TO/RUN`): it wins over output_dir/name, from any cwd
+    _folder: Path | None = PrivateAttr(default=None)
 
     name: str
     output_dir: str = "runs"
@@ -279,6 +306,7 @@ class RunConfig(_Strict):
     vision: VisionConfig | None = None
     eval: EvalConfig = EvalConfig()
     export: ExportConfig = ExportConfig()
+    log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -304,8 +332,8 @@ class RunConfig(_Strict):
 
     @property
     def run_dir(self) -> Path:
-        """The folder this run writes to."""
-        return Path(self.output_dir) / self.name
+        """The folder this run writes to: the one a command named, else `output_dir/name`."""
+        return self._folder if self._folder is not None else Path(self.output_dir) / self.name
 
     @property
     def folder(self) -> RunFolder:

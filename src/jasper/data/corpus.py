@@ -6,6 +6,7 @@ import codecs
 import gzip
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, cast
@@ -32,16 +33,35 @@ def _open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """(line number, text) for every line; None for a line that is not UTF-8; a leading BOM is dropped."""
-    with _open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError:
-                yield number, None
+def check_file(path: Path, what: str = "corpus", error: type[JasperError] = CorpusError) -> None:
+    """An error naming `path` unless it is a regular file (not missing, not a folder, not a FIFO or a device)."""
+    if not path.exists():
+        raise error(f"{what} file '{path}' does not exist")
+    if path.is_dir():
+        raise error(f"{what} path '{path}' is a folder: give a file (.txt, .jsonl, .parquet, or .txt.gz/.jsonl.gz)")
+    if not path.is_file():
+        raise error(f"{what} path '{path}' is not a regular file (a pipe, socket or device): give a file")
+
+
+def _lines(
+    path: Path, what: str = "corpus", error: type[JasperError] = CorpusError
+) -> Iterator[tuple[int, str | None]]:
+    """(line number, text) for every line; None for a line that is not UTF-8; a leading BOM is dropped. A damaged
+    gzip file is an error naming it."""
+    check_file(path, what, error)
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    yield number, None
+    except gzip.BadGzipFile:
+        raise error(f"{what} '{path}' is named .gz but is not a gzip file: rename it, or compress it") from None
+    except (EOFError, zlib.error) as damaged:
+        raise error(f"{what} '{path}' is a damaged or truncated gzip file ({damaged}): copy it again") from None
 
 
 def _read_txt(path: Path) -> list[str]:
@@ -62,7 +82,7 @@ def read_records(
     """(line number, record) for every non-blank line of a JSON-lines file (optionally .gz); problems are
     `error`s naming the file as `what`."""
     path = Path(path)
-    for number, line in _lines(path):
+    for number, line in _lines(path, what, error):
         if line is None:
             raise error(f"{what} '{path}' is not valid UTF-8 at line {number}")
         if not line.strip():
@@ -82,8 +102,19 @@ def _read_jsonl(path: Path, field: str) -> list[str]:
         value = record.get(field)
         if not isinstance(value, str):
             raise CorpusError(f"corpus '{path}' line {number} has no string field '{field}'")
+        check_unicode(value, path, number)
         texts.append(value)
     return texts
+
+
+def check_unicode(text: str, path: Path, line: int) -> None:
+    """JSON can spell a lone surrogate (`\\ud800`), which is no Unicode text: an error naming the file and line."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CorpusError(
+            f"corpus '{path}' line {line} holds text that is not valid Unicode (a lone surrogate)"
+        ) from None
 
 
 def _read_parquet(path: Path, field: str) -> list[str]:
@@ -113,12 +144,7 @@ def corpus_format(path: str | Path) -> str:
 def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
     """Read texts from .txt / .jsonl / .parquet (.txt and .jsonl also gzipped); empty files and texts are errors."""
     path = Path(path)
-    if path.is_dir():
-        raise CorpusError(
-            f"corpus path '{path}' is a folder: give a file (.txt, .jsonl, .parquet, or .txt.gz/.jsonl.gz)"
-        )
-    if not path.is_file():
-        raise CorpusError(f"corpus file '{path}' does not exist")
+    check_file(path)
     kind = corpus_format(path)
     if kind == "jsonl":
         texts = _read_jsonl(path, text_field)

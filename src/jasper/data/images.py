@@ -75,35 +75,75 @@ def read_image_captions(path: str | Path, check_images: bool = True) -> ImageCap
     return ImageCaptions(images, captions)
 
 
+MAX_IMAGE_PIXELS = 89_478_485  # Pillow's own guard against decompression bombs (about 9,459 x 9,459)
+
+
+def set_max_image_pixels(pixels: int | None) -> None:
+    """The largest image (in pixels) jasper opens; None lifts the guard (for trusted images only)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = pixels
+
+
 @contextmanager
 def _reading(path: Path) -> Iterator[None]:
-    """Turn PIL's failures on `path` into one error naming it: missing, or not a readable image."""
-    from PIL import UnidentifiedImageError
+    """Turn PIL's failures on `path` into one error naming it: missing, too large, or not a readable image."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise ImageDataError(f"image '{path}' does not exist")
     try:
-        yield
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # past the limit: an error, not a warning
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDataError(
+            f"image '{path}' has more pixels than the limit of {Image.MAX_IMAGE_PIXELS:,} (a guard against "
+            "decompression bombs): if it is a real image, raise vision.max_image_pixels (jasper encode: "
+            "--max-image-pixels)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise ImageDataError(f"image '{path}' cannot be read ({type(error).__name__}: {error})") from None
 
 
 def check_image(path: Path) -> None:
-    """An error naming `path` if it is missing or not a readable image."""
+    """An error naming `path` if it is missing, too large or not a readable image."""
     from PIL import Image
 
     with _reading(path), Image.open(path) as image:
         image.verify()
 
 
+def to_rgb(image: Any) -> Any:
+    """8-bit RGB whatever the file holds: 16- and 32-bit greyscale scaled (not clipped to white), transparency
+    laid on white, palette, CMYK and greyscale converted."""
+    import numpy as np
+    from PIL import Image
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_images(paths: list[Path]) -> list[Any]:
-    """PIL images, RGB; an error naming the file for a missing or unreadable one."""
+    """PIL images, 8-bit RGB (`to_rgb`); an error naming the file for a missing, too large or unreadable one."""
     from PIL import Image
 
     images = []
     for path in paths:
         with _reading(path), Image.open(path) as image:
-            images.append(image.convert("RGB"))
+            images.append(to_rgb(image))
     return images
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from jasper.config import CorpusConfig, SourceConfig
-from jasper.data.corpus import CorpusError, check_texts, corpus_format, read_corpus, read_records
+from jasper.data.corpus import CorpusError, check_texts, check_unicode, corpus_format, read_corpus, read_records
 
 logger = logging.getLogger(__name__)
 SHINGLE_WORDS = 6  # a row of another source belongs to a held-out article when its first 6 words occur there
@@ -53,8 +53,6 @@ def _read_file(source: SourceConfig) -> SourceRows:
         return SourceRows(path.name, read_corpus(path, source.text_field))
     if corpus_format(path) != "jsonl":
         raise CorpusError(f"corpus '{path}': article_field needs a JSON-lines file")
-    if not path.is_file():
-        raise CorpusError(f"corpus file '{path}' does not exist")
     texts: list[str] = []
     articles: list[str] = []
     for number, record in read_records(path):
@@ -63,6 +61,7 @@ def _read_file(source: SourceConfig) -> SourceRows:
             raise CorpusError(
                 f"corpus '{path}' line {number} needs a string '{source.text_field}' and an '{source.article_field}'"
             )
+        check_unicode(text, path, number)
         texts.append(text)
         articles.append(str(article))
     check_texts(texts, str(path))

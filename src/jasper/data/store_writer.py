@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -55,16 +57,18 @@ def compute_teacher(
     device: str = "cpu",
     ranks: Ranks | None = None,
     teacher: Teacher | None = None,
+    on_progress: Progress | None = None,
 ) -> Path:
     """Encode `texts` with one teacher into `store_dir/<name>/`, resuming from finished shards.
 
     Under several processes each rank computes shards k with k % world == rank; rank 0 joins them once
-    every rank is done. `teacher` skips building the backend (benchmarks build it ahead).
+    every rank is done. `teacher` skips building the backend (benchmarks build it ahead). `on_progress(teacher,
+    texts done, texts/s)` hears how it goes every REPORT_EVERY_S seconds.
     """
     ranks = ranks or Ranks()
     teacher_dir = Path(store_dir) / config.name
     with folder_lock(teacher_dir, f"teacher store '{config.name}'"):  # one writer: nothing is paid for twice
-        return _compute(teacher_dir, config, texts, dtype, shard_size, device, ranks, teacher)
+        return _compute(teacher_dir, config, texts, dtype, shard_size, device, ranks, teacher, on_progress)
 
 
 def _compute(
@@ -76,6 +80,7 @@ def _compute(
     device: str,
     ranks: Ranks,
     teacher: Teacher | None,
+    on_progress: Progress | None,
 ) -> Path:
     expected = manifest_identity(config, texts, dtype, shard_size)
     manifest = read_manifest(teacher_dir)
@@ -102,6 +107,7 @@ def _compute(
     # so that a kill never loses rows already paid for
     local = config.backend == "sentence-transformers"
     done = sum(rows[k] for k in mine if k not in todo)
+    began, first = time.monotonic(), done
     try:
         with (
             progress_bar(sum(rows.values()), f"teacher {config.name}", "text", done, not ranks.is_main) as bar,
@@ -114,7 +120,9 @@ def _compute(
                     teacher = build_teacher(config, device)
                 start, stop = group[0] * shard_size, min(len(texts), (group[-1] + 1) * shard_size)
                 # encoding several shards at once lets the teacher sort a larger pool into length buckets
-                vectors = np.asarray(teacher.encode(texts[start:stop], on_rows=bar.update), dtype=np.float32)
+                on_rows = _reporting(bar.update, config.name, done, on_progress)
+                vectors = np.asarray(teacher.encode(texts[start:stop], on_rows=on_rows), dtype=np.float32)
+                done += stop - start
                 if vectors.ndim != 2 or vectors.shape[0] != stop - start:
                     raise StoreError(f"teacher '{config.name}' returned shape {vectors.shape} for {stop - start} texts")
                 manifest = _check_dim(manifest, vectors, config.name, teacher_dir, ranks.is_main)
@@ -122,6 +130,8 @@ def _compute(
                 for k in group:
                     part = vectors[k * shard_size - start : (k + 1) * shard_size - start]
                     writer.submit(k, _normalise(part))  # the device goes on with the next group meanwhile
+        if on_progress is not None and done > first:  # the teacher's rate over this session
+            on_progress(config.name, done, (done - first) / max(time.monotonic() - began, 1e-9))
         cut = getattr(teacher, "cut_rows", None)
         if cut:
             limit = getattr(teacher, "max_length", None)
@@ -141,6 +151,24 @@ def _compute(
 
 
 GROUP_TEXTS = 16384  # texts handed to a local model at once (whole shards)
+REPORT_EVERY_S = 10.0
+Progress = Callable[[str, int, float], object]  # (teacher, texts done, texts/s)
+
+
+def _reporting(update: Callable[[int], object], name: str, done: int, report: Progress | None) -> Callable[[int], None]:
+    """The progress bar's `update`, also telling `report` the rate every REPORT_EVERY_S seconds."""
+    since, last = done, time.monotonic()
+
+    def on_rows(count: int) -> None:
+        nonlocal done, since, last
+        update(count)
+        done += count
+        now = time.monotonic()
+        if report is not None and now - last >= REPORT_EVERY_S:
+            report(name, done, (done - since) / (now - last))
+            since, last = done, now
+
+    return on_rows
 
 
 def _groups(shards: list[int], per_group: int) -> list[list[int]]:

@@ -139,16 +139,20 @@ def offline_tasks(
     if run_dir is None:
         notes.append("derived retrieval skipped: it is built from a run's held-out Wikipedia articles (evaluate a run)")
         return tasks, notes
-    run = RunFolder(run_dir)
-    heldout = run.heldout_articles
-    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
-    derived = run.heldout_retrieval
-    if derived.is_file():
-        data = json.loads(derived.read_text(encoding="utf-8"))
-        relevant = [set(r) for r in data["relevant"]]
-        retrieval = RetrievalTask("wiki-retrieval-derived", data["queries"], data["passages"], relevant)
+    retrieval = derived_retrieval(RunFolder(run_dir))
     if retrieval is not None:
         tasks.append(retrieval)
     else:
         notes.append("derived retrieval skipped: the run's corpus holds out no Wikipedia articles")
     return tasks, notes
+
+
+def derived_retrieval(run: RunFolder) -> RetrievalTask | None:
+    """The run's derived retrieval task (from its held-out Wikipedia articles), or None when it holds none out."""
+    heldout = run.heldout_articles
+    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
+    if run.heldout_retrieval.is_file():
+        data = json.loads(run.heldout_retrieval.read_text(encoding="utf-8"))
+        relevant = [set(r) for r in data["relevant"]]
+        retrieval = RetrievalTask("wiki-retrieval-derived", data["queries"], data["passages"], relevant)
+    return retrieval

@@ -117,3 +117,39 @@ def plot_vision_by_dim(rows: list[dict[str, Any]], out: Path) -> Path | None:
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
     return _save_with_legend(plt, figure, axes.flat[0], out, top=0.9)
+
+
+def plot_dev_curves(records: list[dict[str, Any]], out: Path) -> Path | None:
+    """The periodic evaluations (`eval_every`) per stage: one colour per head, one line style per task."""
+    if not records:
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    stages = list(dict.fromkeys(r["stage"] for r in records))
+    # recall@k repeats what nDCG says; one metric per task keeps the lines readable
+    keys = [k for k in records[-1] if "@" in k and ":recall" not in k]
+    tasks = list(dict.fromkeys(k.rsplit("@", 1)[0] for k in keys))
+    dims = sorted({int(k.rsplit("@", 1)[1]) for k in keys}, reverse=True)
+    styles: list[tuple[str, Any]] = [("o", "-"), ("s", "--"), ("^", ":"), ("d", "-.")]  # (marker, line style)
+    figure, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.8), squeeze=False)
+    for axis, stage in zip(axes.flat, stages, strict=True):
+        rows = [r for r in records if r["stage"] == stage]
+        for key in keys:
+            task, dim = key.rsplit("@", 1)
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            marker, line = styles[tasks.index(task) % len(styles)]
+            color = f"C{dims.index(int(dim)) % 10}"
+            axis.plot([s for s, _ in points], [v for _, v in points], marker=marker, linestyle=line, color=color, ms=3)
+        axis.set_title(f"stage '{stage}'", fontsize=10)
+        axis.set_xlabel("step")
+        axis.set_ylabel("score x 100")
+        axis.grid(alpha=0.3)
+    handles = [Line2D([], [], color=f"C{i % 10}", label=f"{d}-d") for i, d in enumerate(dims)]
+    handles += [Line2D([], [], color="grey", marker=styles[i % len(styles)][0], linestyle=styles[i % len(styles)][1],
+                       ms=3, label=task) for i, task in enumerate(tasks)]  # fmt: skip
+    figure.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=8)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out

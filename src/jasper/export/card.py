@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import yaml
 
 from jasper.config import RunConfig
 from jasper.data.store import read_manifest
-from jasper.export.sentence_transformers import JASPER_EXPORT_META, ST_FLOOR
+from jasper.export.sentence_transformers import JASPER_EXPORT_META
 from jasper.io import atomic_write_text
 
 # licences of the built-in corpora and the shared data; other sources: the user's to state
@@ -105,7 +106,7 @@ def model_card(
         "",
         "## Usage",
         "",
-        f"Needs **sentence-transformers >= {ST_FLOOR}** (`modules.json` names the 6.x module paths).",
+        "Loads in sentence-transformers 5.x and 6.x (`modules.json` names the classic module paths).",
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer",
@@ -157,19 +158,27 @@ def _licence_text(license_id: str | None, base: str) -> str:
     )
 
 
-def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
-    """Write (or refresh, after evaluation) the card of each exported head folder."""
+def card_writer(config: RunConfig) -> Callable[[Path], Path | None]:
+    """A function writing (or refreshing, after evaluation) the card of one exported head folder, with the run's
+    report and the teachers' manifests read once."""
     report_path = config.folder.report_json
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else None
     manifests = {t.name: read_manifest(config.store_dir / t.name) for t in config.teachers}
     stores = {name: manifest for name, manifest in manifests.items() if manifest}
-    written = []
-    for folder in folders:
+
+    def write(folder: Path) -> Path | None:
         meta_path = Path(folder) / JASPER_EXPORT_META
         if not meta_path.is_file():
-            continue
+            return None
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         card = Path(folder) / "README.md"
         atomic_write_text(card, model_card(config, int(meta["dim"]), list(meta["heads"]), report, stores))
-        written.append(card)
-    return written
+        return card
+
+    return write
+
+
+def write_cards(config: RunConfig, folders: list[Path]) -> list[Path]:
+    """Write (or refresh, after evaluation) the card of each exported head folder."""
+    write = card_writer(config)
+    return [card for card in map(write, folders) if card is not None]

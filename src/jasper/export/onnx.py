@@ -1,13 +1,18 @@
-"""ONNX (and dynamically quantized int8) copies of an exported head's encoder, and an ONNX Runtime embedder.
+"""ONNX copies of an exported head's encoder, in sentence-transformers' ONNX layout, and an ONNX Runtime embedder.
 
-The files follow sentence-transformers' ONNX layout: `onnx/model.onnx` maps `input_ids`, `attention_mask` (and
-`token_type_ids`) to `last_hidden_state`, and the folder's own Pooling, Dense and Normalize modules do the
-rest, so `SentenceTransformer(folder, backend="onnx")` reads it where sentence-transformers' ONNX extra
-(`optimum`) is installed. sentence-transformers' own export helpers need `optimum`, whose releases pin
-transformers < 4.58; jasper runs on transformers 5, so the graph is exported with `torch.onnx` (its
-`torch.export`-based exporter) and quantized
-with ONNX Runtime's `quantize_dynamic` (the call `optimum`'s quantizer makes), and jasper reads it with
-ONNX Runtime directly (`OnnxEmbedder`) for serving and benchmarks.
+What sentence-transformers' own helpers write, by the same path (their helpers go through `optimum`, whose releases
+pin transformers < 4.58; jasper runs on transformers 5, so it makes the same calls itself):
+- `onnx/model.onnx`: the encoder (`input_ids`, `attention_mask`, `token_type_ids` -> `last_hidden_state`) from
+  `torch.onnx.export`'s TorchScript exporter, the one `optimum` uses, with eager attention: a graph that ONNX
+  Runtime's transformer optimizer can fuse;
+- `onnx/model_O3.onnx`: that graph through ONNX Runtime's transformer optimizer at `optimum`'s O3 (fused attention,
+  skip layer norm, bias + GELU with the fast GELU approximation; extended graph optimizations);
+- `onnx/model_qint8_avx512_vnni.onnx`: dynamic int8 quantization of the fused graph with `optimum`'s avx512_vnni
+  settings (per-channel symmetric int8 weights, uint8 activations).
+
+The folder's own Pooling, Dense and Normalize modules do the rest, so `SentenceTransformer(folder, backend="onnx")`
+reads the files wherever sentence-transformers' ONNX extra installs. Every file is checked against torch before it
+is put in place (written beside its target and renamed: a kill or a failed check never leaves a partial file).
 """
 
 from __future__ import annotations
@@ -22,14 +27,23 @@ import torch
 
 from jasper.errors import JasperError
 from jasper.eval.metrics import normalize_rows
+from jasper.io import atomic_write
 
 logger = logging.getLogger(__name__)
 FP32_FILE = "onnx/model.onnx"
+O3_FILE = "onnx/model_O3.onnx"
 INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"  # sentence-transformers' name for this quantization
-PARITY_ATOL = 1e-4  # ONNX fp32 vs torch, on the token vectors
+FASTEST_FIRST = (INT8_FILE, O3_FILE, FP32_FILE)  # by measured speed (docs/performance.md)
+OPSET = 14
+PARITY_ATOL = 1e-4  # model.onnx vs torch, on the token vectors
+FUSED_MIN_COSINE = 0.9999  # model_O3.onnx (fast GELU) vs torch, sentence vectors
+INT8_MIN_MEAN_COSINE = 0.99  # the int8 copy vs torch, sentence vectors
+ORT_MODEL_TYPES = {"bert": "bert", "roberta": "bert", "xlm-roberta": "bert", "mpnet": "bert", "distilbert": "bert"}
+PARITY_TEXTS = ["one", "three words here", "a longer sentence, to check that the sequence axis is dynamic"] * 2
 
 
-def _needs_onnx() -> Any:
+def needs_onnxruntime() -> Any:
+    """onnxruntime, or one line naming the extra that brings it."""
     try:
         import onnxruntime
     except ImportError:
@@ -38,54 +52,90 @@ def _needs_onnx() -> Any:
 
 
 def export_onnx(folder: Path, quantize: str | None = None) -> list[Path]:
-    """Write `folder/onnx/model.onnx` (checked against torch) and, with quantize='int8', its int8 copy."""
+    """Write `folder/onnx/model.onnx` and, for encoders ONNX Runtime's optimizer knows, `model_O3.onnx`; with
+    quantize='int8', `model_qint8_avx512_vnni.onnx` too. Each is checked against torch before it is kept."""
     from transformers import AutoModel, AutoTokenizer
 
-    ort = _needs_onnx()
+    needs_onnxruntime()
+    if quantize not in (None, "int8"):
+        raise JasperError(f"--quantize {quantize}: only int8 is supported")
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModel.from_pretrained(folder).eval()
+    model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
     names: list[str] = [
         n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names
     ]
-    sample = tokenizer(["a short text", "a somewhat longer text for the second row"], padding=True, return_tensors="pt")
-    target = folder / FP32_FILE
-    target.parent.mkdir(exist_ok=True)
-    batch, sequence = (
-        torch.export.Dim("batch"),
-        torch.export.Dim("sequence", min=2, max=_positions(model)),
-    )
-    with torch.no_grad():  # torch.export (the exporter transformers 5 models are written for), one file
-        torch.onnx.export(
-            _Encoder(model).eval(),
-            tuple(sample[n] for n in names),
-            str(target),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_shapes={n: {0: batch, 1: sequence} for n in names},
-            dynamo=True,
-            external_data=False,
-        )
-    _check_parity(model, tokenizer, names, target, ort)
-    written = [target]
+    reference = _Reference(folder, model, tokenizer, names)
+    (folder / "onnx").mkdir(exist_ok=True)
+    written = [_write(folder / FP32_FILE, lambda tmp: _export(model, tokenizer, names, tmp), reference.exact)]
+    source = written[0]
+    model_type = ORT_MODEL_TYPES.get(str(model.config.model_type))
+    if model_type is not None:
+        fused = _write(folder / O3_FILE, lambda tmp: _optimize(source, tmp, model_type, model.config), reference.close)
+        written.append(fused)
+        source = fused
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantized = folder / INT8_FILE
-        logging.disable(logging.INFO)  # the quantizer logs a line per tensor on the root logger
-        try:
-            quantize_dynamic(str(target), str(quantized), weight_type=QuantType.QInt8)
-        finally:
-            logging.disable(logging.NOTSET)
-        written.append(quantized)
-    elif quantize is not None:
-        raise JasperError(f"--quantize {quantize}: only int8 is supported")
+        written.append(_write(folder / INT8_FILE, lambda tmp: _quantize(source, tmp), reference.int8))
     return written
 
 
-def _positions(model: Any) -> int:
-    """The longest sequence the model takes (its position table), for the exported sequence axis."""
-    return int(getattr(model.config, "max_position_embeddings", 0) or 512)
+def _write(target: Path, make: Any, check: Any) -> Path:
+    """Make the file beside `target`, check it, and rename it into place (or leave nothing)."""
+
+    def write(tmp: Path) -> None:
+        make(tmp)
+        check(tmp, target.name)
+
+    atomic_write(target, write)
+    return target
+
+
+def _export(model: Any, tokenizer: Any, names: list[str], out: Path) -> None:
+    """The TorchScript exporter (what `optimum` runs), dynamic batch and sequence axes."""
+    sample = tokenizer(["a short text", "a somewhat longer text for the second row"], padding=True, return_tensors="pt")
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]}
+    with torch.no_grad():
+        torch.onnx.export(_Encoder(model).eval(), tuple(sample[n] for n in names), str(out), input_names=names,
+                          output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=OPSET,
+                          do_constant_folding=True, dynamo=False)  # fmt: skip
+
+
+def _optimize(source: Path, out: Path, model_type: str, config: Any) -> None:
+    """ONNX Runtime's transformer optimizer at `optimum`'s O3: fusions, fast GELU, extended graph optimizations."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions(model_type)
+    options.enable_gelu_approximation = True
+    options.enable_embed_layer_norm = False  # as optimum: its fused op ignores a custom position-id layout
+    with _quiet():
+        optimized = optimize_model(str(source), model_type, int(config.num_attention_heads), int(config.hidden_size),
+                                   optimization_options=options, opt_level=2)  # fmt: skip
+    fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+    logger.info("ONNX Runtime fused %s", ", ".join(f"{v} {k}" for k, v in fused.items()) or "nothing")
+    optimized.save_model_to_file(str(out))
+
+
+def _quantize(source: Path, out: Path) -> None:
+    """Dynamic int8 quantization with `optimum`'s avx512_vnni settings."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # the fused graph holds ONNX Runtime's own operators, whose outputs shape inference cannot type: float
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": onnx.TensorProto.FLOAT}
+    with _quiet():
+        quantize_dynamic(str(source), str(out), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+                         extra_options=extra)  # fmt: skip
+
+
+class _quiet:
+    """The optimizer and the quantizer log a line per tensor on the root logger: keep them quiet."""
+
+    def __enter__(self) -> None:
+        logging.disable(logging.INFO)
+
+    def __exit__(self, *exc: object) -> None:
+        logging.disable(logging.NOTSET)
 
 
 class _Encoder(torch.nn.Module):
@@ -103,19 +153,54 @@ class _Encoder(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 
 
-def _check_parity(model: Any, tokenizer: Any, names: list[str], path: Path, ort: Any) -> None:
-    """The exported graph gives torch's token vectors on a batch of another shape than the traced one."""
-    texts = ["one", "three words here", "a longer sentence, to check that the sequence axis is dynamic"] * 2
-    batch = tokenizer(texts, padding=True, return_tensors="np")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    found = session.run(["last_hidden_state"], {n: batch[n].astype(np.int64) for n in names})[0]
-    with torch.no_grad():
-        expected = model(**{n: torch.from_numpy(batch[n]) for n in names}).last_hidden_state.numpy()
-    mask = batch["attention_mask"].astype(bool)
-    diff = float(np.abs(found - expected)[mask].max())
-    if diff > PARITY_ATOL:
-        raise JasperError(f"the ONNX export of '{path.parent.parent}' differs from torch by {diff:.2e}: not kept")
-    logger.info("ONNX export %s: max |diff| to torch %.1e", path, diff)
+class _Reference:
+    """Torch's outputs on a batch of another shape than the traced one, and the checks each file must pass."""
+
+    def __init__(self, folder: Path, model: Any, tokenizer: Any, names: list[str]) -> None:
+        self.folder, self.names = folder, names
+        self.batch = tokenizer(PARITY_TEXTS, padding=True, return_tensors="np")
+        with torch.no_grad():
+            self.tokens = model(**{n: torch.from_numpy(self.batch[n]) for n in names}).last_hidden_state.numpy()
+        self.mask = self.batch["attention_mask"].astype(bool)
+
+    def _run(self, path: Path) -> np.ndarray:
+        session = needs_onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return np.asarray(
+            session.run(["last_hidden_state"], {n: self.batch[n].astype(np.int64) for n in self.names})[0]
+        )
+
+    def _cosines(self, path: Path) -> np.ndarray:
+        """Per-text cosine of the mean-pooled token vectors, the file's against torch's."""
+        weights = self.mask[..., None].astype(np.float64)
+        found = normalize_rows((self._run(path) * weights).sum(1))
+        expected = normalize_rows((self.tokens * weights).sum(1))
+        return np.asarray((found * expected).sum(1))
+
+    def _refuse(self, name: str, what: str) -> JasperError:
+        return JasperError(f"the ONNX export '{self.folder / 'onnx' / name}' {what}: not written")
+
+    def exact(self, path: Path, name: str) -> None:
+        """The fp32 graph gives torch's token vectors (max |diff| <= PARITY_ATOL)."""
+        diff = float(np.abs(self._run(path) - self.tokens)[self.mask].max())
+        if diff > PARITY_ATOL:
+            raise self._refuse(name, f"differs from torch by {diff:.2e} (limit {PARITY_ATOL:g})")
+        logger.info("ONNX %s: max |diff| to torch %.1e", name, diff)
+
+    def close(self, path: Path, name: str) -> None:
+        """The fused graph (fast GELU) gives nearly torch's sentence vectors."""
+        low = float(self._cosines(path).min())
+        if low < FUSED_MIN_COSINE:
+            raise self._refuse(
+                name, f"gives sentence vectors at cosine {low:.5f} to torch's (limit {FUSED_MIN_COSINE})"
+            )
+        logger.info("ONNX %s: lowest cosine to torch %.6f", name, low)
+
+    def int8(self, path: Path, name: str) -> None:
+        """The int8 graph keeps the sentence vectors' direction."""
+        mean = float(self._cosines(path).mean())
+        if mean < INT8_MIN_MEAN_COSINE:
+            raise self._refuse(name, f"gives sentence vectors at mean cosine {mean:.4f} to torch's")
+        logger.info("ONNX %s: mean cosine to torch %.4f", name, mean)
 
 
 class OnnxEmbedder:
@@ -123,18 +208,28 @@ class OnnxEmbedder:
     normalisation in numpy (what sentence-transformers' ONNX backend does). `jasper serve` wraps it in a
     `FolderEmbedder`."""
 
-    def __init__(self, folder: Path, file: str = FP32_FILE) -> None:
+    def __init__(self, folder: Path, file: str = FP32_FILE, threads: int | None = None) -> None:
         from safetensors.numpy import load_file
         from transformers import AutoTokenizer
 
-        ort = _needs_onnx()
+        ort = needs_onnxruntime()
         folder = Path(folder)
         if not (folder / file).is_file():
             raise JasperError(f"'{folder / file}' does not exist: run `jasper export RUN --format onnx` first")
         options = ort.SessionOptions()
         # no busy-waiting between runs: the tokenizer runs there, on the same cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime raises its own types for a damaged or foreign file
+            raise JasperError(
+                f"'{folder / file}' cannot be loaded by ONNX Runtime ({type(error).__name__}): it is damaged or not "
+                "an ONNX model. Export it again: `jasper export RUN --format onnx`"
+            ) from None
+        self.file = file
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
@@ -161,3 +256,8 @@ class OnnxEmbedder:
             vectors = pooled @ self.weight.T + (self.bias if self.bias is not None else 0.0)
             out[rows] = normalize_rows(vectors)
         return out
+
+
+def fastest_file(folder: Path) -> str | None:
+    """The fastest ONNX file an exported head holds, or None when it holds none."""
+    return next((f for f in FASTEST_FIRST if (Path(folder) / f).is_file()), None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -15,11 +16,18 @@ from jasper.models.student import Student
 from jasper.runtime import quiet_transformers
 
 JASPER_EXPORT_META = "jasper_head.json"  # beside each exported head's modules: which head of which heads it is
-ST_FLOOR = "6.0"  # the oldest sentence-transformers whose module paths the saved modules.json names
+# modules.json names each module by its classic path, which sentence-transformers 5.x and 6.x both import
+CLASSIC_MODULES = {
+    name: f"sentence_transformers.models.{name}" for name in ("Transformer", "Pooling", "Dense", "Normalize")
+}
 
 
-def export_head(student: Student, dim: int, out: Path) -> Path:
-    """Write `out` so that `SentenceTransformer(out)` gives the student's `dim`-d vectors, no custom code."""
+def export_head(student: Student, dim: int, out: Path, extras: Callable[[Path], object] | None = None) -> Path:
+    """Write `out` so that `SentenceTransformer(out)` gives the student's `dim`-d vectors, no custom code.
+
+    `extras(folder)` adds what goes beside the modules (the model card, ONNX copies) before the folder is swapped in
+    whole: a kill at any moment leaves the old export or the new one.
+    """
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
 
@@ -46,8 +54,24 @@ def export_head(student: Student, dim: int, out: Path) -> Path:
         model = SentenceTransformer(modules=[transformer, pooling, dense, Normalize()], device="cpu")
         with folder_swap(out) as staging:
             model.save(str(staging))
+            _classic_modules(staging, student.max_length)
             _write_jasper_notes(staging, student, dim)
+            if extras is not None:
+                extras(staging)
     return out
+
+
+def _classic_modules(folder: Path, max_length: int) -> None:
+    """Name the modules by the paths every sentence-transformers release reads (`sentence_transformers.models.*`),
+    and keep `max_seq_length` where 5.x reads it (6.x keeps it in the tokenizer's config as well)."""
+    modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+    for module in modules:
+        module["type"] = CLASSIC_MODULES[module["type"].rsplit(".", 1)[-1]]
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2) + "\n", encoding="utf-8")
+    settings_path = folder / "sentence_bert_config.json"
+    settings = json.loads(settings_path.read_text(encoding="utf-8")) if settings_path.is_file() else {}
+    settings.setdefault("max_seq_length", max_length)
+    settings_path.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
 
 
 def _write_jasper_notes(folder: Path, student: Student, dim: int) -> None:
@@ -59,6 +83,8 @@ def _write_jasper_notes(folder: Path, student: Student, dim: int) -> None:
 
 
 @torch.no_grad()
-def export_all(student: Student, dims: list[int], folder: Path) -> list[Path]:
-    """`folder/dim-<D>/` for each dim."""
-    return [export_head(student, dim, Path(folder) / f"dim-{dim}") for dim in dims]
+def export_all(
+    student: Student, dims: list[int], folder: Path, extras: Callable[[Path], object] | None = None
+) -> list[Path]:
+    """`folder/dim-<D>/` for each dim (`extras`: as in `export_head`)."""
+    return [export_head(student, dim, Path(folder) / f"dim-{dim}", extras) for dim in dims]

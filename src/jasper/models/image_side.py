@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from jasper.config import VisionConfig
-from jasper.data.images import load_images
+from jasper.data.images import load_images, to_rgb
 from jasper.errors import JasperError
 from jasper.models.image_student import ImageStudent, ImageTower, LabelTokens, SentenceTransformerSide, pool_tokens
 from jasper.models.vision import ImageEncoder, load_image_encoder
@@ -123,7 +123,7 @@ class ImageEmbedder:
         with progress_bar(len(images), "images", "image") as bar:
             for start in range(0, len(images), batch_size):
                 chunk = images[start : start + batch_size]
-                pil = load_images(chunk) if isinstance(chunk[0], (str, Path)) else chunk
+                pil = load_images(chunk) if isinstance(chunk[0], (str, Path)) else [to_rgb(image) for image in chunk]
                 features, classes = self.features(pil)
                 for d, v in self.embed_features(features, classes, dims).items():
                     out[d].append(v)

@@ -117,12 +117,14 @@ class Student(nn.Module):
         """The Linear layer that owns head `dim`."""
         return cast(nn.Linear, self.heads[str(dim)])
 
-    def project(self, pooled: torch.Tensor, dims: list[int]) -> dict[int, torch.Tensor]:
-        """Head outputs (not normalised) for each dim in `dims`. (B, H) -> {dim: (B, dim)}"""
+    def project(self, pooled: torch.Tensor, dims: list[int], detach: Sequence[int] = ()) -> dict[int, torch.Tensor]:
+        """Head outputs (not normalised) for each dim in `dims`; the heads in `detach` see the pooled output
+        without its graph (their losses train the head alone). (B, H) -> {dim: (B, dim)}"""
         out = {}
         for dim in dims:
             weight, bias = self.head_weight(dim)
-            out[dim] = nn.functional.linear(pooled.to(weight.dtype), weight, bias)
+            features = pooled.detach() if dim in detach else pooled
+            out[dim] = nn.functional.linear(features.to(weight.dtype), weight, bias)
         return out
 
     def forward(
@@ -131,14 +133,16 @@ class Student(nn.Module):
         dims: list[int],
         pooled: torch.Tensor | None = None,
         ids: Sequence[Sequence[int] | np.ndarray] | None = None,
+        detach: Sequence[int] = (),
     ) -> dict[int, torch.Tensor]:
-        """Head outputs for `texts`, for their token ids, or for already pooled encoder outputs. {dim: (B, dim)}"""
+        """Head outputs for `texts`, for their token ids, or for already pooled encoder outputs (`detach`: as in
+        `project`). {dim: (B, dim)}"""
         if pooled is None:
             if ids is None:
                 assert texts is not None
                 ids = self.token_ids(texts)
             pooled = self.pooled_ids(ids)
-        return self.project(pooled, dims)
+        return self.project(pooled, dims, detach)
 
     @torch.no_grad()
     def encode(
@@ -206,8 +210,17 @@ def load_student(folder: Path) -> Student:
     meta_path = folder / "student.json"
     if not meta_path.is_file():
         raise JasperError(f"'{folder}' is not a saved jasper student (no student.json)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    backbone, tokenizer = load_backbone(str(folder / "backbone"))
-    student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"])
-    student.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        backbone, tokenizer = load_backbone(str(folder / "backbone"))
+        student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"])
+        student.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    except JasperError:
+        raise
+    except Exception as error:  # a damaged folder fails in many library-specific ways
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise JasperError(
+            f"the saved student '{folder}' cannot be loaded ({type(error).__name__}: {first}): it is damaged; "
+            "train it again (`jasper train CONFIG --restart`)"
+        ) from None
     return student

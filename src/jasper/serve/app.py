@@ -1,5 +1,5 @@
 """The HTTP app: FastAPI on uvicorn (the standard ASGI pair: request validation, OpenAPI docs at /docs, and the
-server the Python serving stacks use)."""
+server the Python serving stacks use), guarded against slow, huge, malformed and abandoned requests."""
 
 from __future__ import annotations
 
@@ -8,30 +8,69 @@ import contextlib
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 try:  # the `serve` extra; FastAPI resolves the handlers' annotations from this module's names
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
+    from starlette.requests import ClientDisconnect
 except ImportError as missing:  # pragma: no cover - only without the extra
     raise ImportError(
         "`jasper serve` needs the serve extra: pip install 'jasper-distill[serve]' (fastapi, uvicorn)"
     ) from missing
 
 from jasper.errors import JasperError
-from jasper.serve.batching import Batcher, Limits
+from jasper.serve.batching import Batcher, Overloaded, Result
 from jasper.serve.embedders import Embedder, load_embedder
+from jasper.serve.guards import GuardedH11Protocol, limit_log_rate
+from jasper.serve.limits import Limits
 from jasper.serve.protocol import RequestError, encode_vector, error_body, parse_request
 
 logger = logging.getLogger(__name__)
+RETRY_AFTER_S = 1
+
+
+def refuse(error: RequestError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The OpenAI error body with the error's status."""
+    body = error_body(error.status, error.message, error.param, error.code)
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body, read with its size limit enforced as it arrives (declared or chunked) and a time limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise RequestError(413, f"the request body is {int(declared):,} bytes; the limit is {limits.max_body_bytes:,}")
+
+    async def chunks() -> bytes:
+        parts, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_body_bytes:
+                raise RequestError(413, f"the request body is over the limit of {limits.max_body_bytes:,} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    try:
+        return await asyncio.wait_for(chunks(), limits.request_timeout_s)
+    except TimeoutError:
+        raise RequestError(408, f"the request body did not arrive within {limits.request_timeout_s:g} s") from None
+
+
+async def until_disconnect(request: Request) -> None:
+    """Returns when the client goes away (the body is already read: the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | None = None) -> Any:
     """The FastAPI app serving `embedder` (a bearer `api_key` guards /v1/* when given)."""
     limits = limits or Limits()
     batcher = Batcher(embedder, limits)
+    parsing = ThreadPoolExecutor(2, thread_name_prefix="parse")  # large bodies parse off the event loop
     created = int(time.time())
 
     @contextlib.asynccontextmanager
@@ -40,67 +79,74 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
         yield
         worker.cancel()
         batcher.executor.shutdown(wait=False, cancel_futures=True)
+        parsing.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="jasper embeddings", lifespan=lifespan)
     app.state.batcher = batcher
 
-    def refuse(error: RequestError) -> JSONResponse:
-        return JSONResponse(error_body(error.status, error.message, error.param, error.code), status_code=error.status)
+    def authorised(request: Request) -> None:
+        if api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+            what = "no API key was given" if not given else "the API key is wrong"
+            raise RequestError(401, f"{what}: send 'Authorization: Bearer <key>'")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        if api_key is not None and request.url.path.startswith("/v1/"):
-            given = request.headers.get("authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
-                what = "no API key was given" if not given else "the API key is wrong"
-                return refuse(RequestError(401, f"{what}: send 'Authorization: Bearer <key>'"))
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_body_bytes:
-            return refuse(
-                RequestError(
-                    413, f"the request body is {int(declared):,} bytes; the limit is {limits.max_body_bytes:,}"
-                )
-            )
-        return await call_next(request)
+    async def parsed(request: Request) -> tuple[list[str], int, str]:
+        batcher.arriving += 1
+        try:
+            authorised(request)
+            body = await read_body(request, limits)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(parsing, parse_request, body, embedder, limits)
+        finally:
+            batcher.arriving -= 1
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         try:
-            texts, dim, encoding_format = parse_request(await request.body(), embedder, limits)
+            texts, dim, encoding_format = await parsed(request)
+            job = batcher.submit(texts, dim)
         except RequestError as error:
             return refuse(error)
-        counts = embedder.token_counts(texts)
-        vectors = await batcher.embed(texts, dim)
-        used = sum(min(n, embedder.max_length) for n in counts)
+        except Overloaded as busy:
+            full = RequestError(429, f"the server is busy ({busy}): retry in {RETRY_AFTER_S} s", code="overloaded")
+            return refuse(full, {"Retry-After": str(RETRY_AFTER_S)})
+        except ClientDisconnect:
+            return None
+        gone: asyncio.Future[Any] = asyncio.ensure_future(until_disconnect(request))
+        await asyncio.wait([job, gone], return_when=asyncio.FIRST_COMPLETED)
+        if not job.done():  # the client went away: its texts are dropped before they are embedded
+            job.cancel()
+            return None
+        gone.cancel()
+        return answer(job.result(), encoding_format)
+
+    def answer(result: Result, encoding_format: str) -> dict[str, Any]:
+        used = sum(min(n, embedder.max_length) for n in result.token_counts)
         return {
             "object": "list",
             "data": [
                 {"object": "embedding", "index": i, "embedding": encode_vector(v, encoding_format)}
-                for i, v in enumerate(vectors)
+                for i, v in enumerate(result.vectors)
             ],
             "model": embedder.name,
             # texts longer than max_length are cut there; the counts are of the tokens embedded
             "usage": {
                 "prompt_tokens": used,
                 "total_tokens": used,
-                "truncated_inputs": sum(n > embedder.max_length for n in counts),
+                "truncated_inputs": sum(n > embedder.max_length for n in result.token_counts),
             },
         }
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": embedder.name,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "jasper",
-                    "dimensions": embedder.dims,
-                }
-            ],
-        }
+    async def models(request: Request) -> Any:
+        try:
+            authorised(request)
+        except RequestError as error:
+            return refuse(error)
+        model = {"id": embedder.name, "object": "model", "created": created, "owned_by": "jasper"}
+        return {"object": "list", "data": [model | {"dimensions": embedder.dims, "backend": embedder.backend}]}
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -108,8 +154,10 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
             "status": "ok",
             "model": embedder.name,
             "dimensions": embedder.dims,
+            "backend": embedder.backend,
             "max_length": embedder.max_length,
             "batches": batcher.batches,
+            "queued_texts": batcher.queued_texts,
         }
 
     return app
@@ -122,22 +170,16 @@ def serve(
     api_key_env: str | None = None,
     limits: Limits | None = None,
     name: str | None = None,
-    backend: str = "torch",
-    quantized: bool = False,
+    backend: str = "auto",
+    threads: int | None = None,
 ) -> None:
-    """Load the model at `path` and serve it until interrupted (`backend` torch, or onnx: the exported heads' ONNX
-    copies, their int8 ones when `quantized`)."""
+    """Load the model at `path` and serve it until interrupted. `backend`: auto (the fastest the folder holds),
+    torch, or an ONNX file of the exported heads (onnx, onnx-o3, onnx-int8)."""
     import os
 
     import uvicorn
 
-    if backend not in ("torch", "onnx"):
-        raise JasperError(f"--backend {backend}: choose torch or onnx")
-    onnx_file = None
-    if backend == "onnx":
-        from jasper.export.onnx import FP32_FILE, INT8_FILE
-
-        onnx_file = INT8_FILE if quantized else FP32_FILE
+    limits = limits or Limits()
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
@@ -145,15 +187,15 @@ def serve(
             raise JasperError(
                 f"--api-key-env {api_key_env}: the environment variable {api_key_env} is not set or empty"
             )
-    embedder = load_embedder(path, name, backend, onnx_file)
+    embedder = load_embedder(path, name, backend, threads)
     logger.info(
         "serving '%s' (%s, dims %s, max_length %d) on http://%s:%d/v1/embeddings%s",
-        embedder.name,
-        backend,
-        embedder.dims,
-        embedder.max_length,
-        host,
-        port,
+        *(embedder.name, embedder.backend, embedder.dims, embedder.max_length, host, port),
         " (API key required)" if api_key else "",
     )
-    uvicorn.run(create_app(embedder, limits, api_key), host=host, port=port, log_level="warning")
+    limit_log_rate()
+    GuardedH11Protocol.request_timeout_s = limits.request_timeout_s
+    config = uvicorn.Config(create_app(embedder, limits, api_key), host=host, port=port, log_level="warning",
+                            http=GuardedH11Protocol, timeout_keep_alive=max(1, int(limits.idle_timeout_s)),
+                            limit_concurrency=limits.max_connections)  # fmt: skip
+    uvicorn.Server(config).run()

@@ -22,6 +22,8 @@ class Embedder(Protocol):
     name: str
     dims: list[int]
     max_length: int
+    backend: str  # what computes the vectors: torch, or the ONNX file
+    one_pass: bool  # every head comes from one encoder pass (a run's student), not one model per head
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Token count of each text before truncation (special tokens included)."""
@@ -39,6 +41,9 @@ def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
 
 class StudentEmbedder:
     """A run's saved student: one encoder pass serves every head."""
+
+    backend = "torch"
+    one_pass = True
 
     def __init__(self, student: Any, name: str) -> None:
         self.student = student
@@ -59,9 +64,17 @@ class StudentEmbedder:
 class FolderEmbedder:
     """Exported heads, one model per dim (sentence-transformers folders, or their ONNX copies)."""
 
+    one_pass = False
+
     def __init__(
-        self, encoders: dict[int, Callable[[list[str]], np.ndarray]], tokenizer: Any, max_length: int, name: str
+        self,
+        encoders: dict[int, Callable[[list[str]], np.ndarray]],
+        tokenizer: Any,
+        max_length: int,
+        name: str,
+        backend: str = "torch",
     ) -> None:
+        self.backend = backend
         self.encoders = dict(sorted(encoders.items(), key=lambda item: -item[0]))
         self.dims = list(self.encoders)
         self.tokenizer = tokenizer
@@ -88,21 +101,35 @@ def _head_folders(folder: Path) -> list[Path]:
     return []
 
 
-def load_embedder(
-    path: str | Path, name: str | None = None, backend: str = "torch", onnx_file: str | None = None
-) -> Embedder:
-    """The model behind `jasper serve PATH`: a run folder (its student, every head), a saved student, an
-    export folder holding `dim-<D>/` folders, or one sentence-transformers folder. `backend='onnx'` serves
-    the exported heads' ONNX copies (`onnx_file`: which one, e.g. the int8 one)."""
+BACKENDS = ("auto", "torch", "onnx", "onnx-o3", "onnx-int8")
 
+
+def load_embedder(
+    path: str | Path, name: str | None = None, backend: str = "auto", threads: int | None = None
+) -> Embedder:
+    """The model behind `jasper serve PATH`: a run folder (every head), a saved student, an export folder holding
+    `dim-<D>/` folders, or one sentence-transformers folder.
+
+    `backend`: `auto` serves the fastest files every exported head holds (int8, then O3, then fp32 ONNX) and
+    torch where there are none (a run's student: one encoder pass for every head); `torch`, `onnx`, `onnx-o3` and
+    `onnx-int8` ask for one. `threads` caps ONNX Runtime's threads.
+    """
+    from jasper.export.onnx import FP32_FILE, INT8_FILE, O3_FILE, fastest_file
+
+    if backend not in BACKENDS:
+        raise JasperError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     folder = Path(path)
     student_dir = resolve_student_dir(folder)
-    if student_dir is not None and backend == "torch":
+    heads = _head_folders(folder)
+    onnx_file = {"onnx": FP32_FILE, "onnx-o3": O3_FILE, "onnx-int8": INT8_FILE}.get(backend)
+    if backend == "auto" and heads:
+        common = {fastest_file(h) for h in heads}
+        onnx_file = common.pop() if len(common) == 1 else None
+    if onnx_file is None and student_dir is not None:
         from jasper.models.student import load_student
 
         run = run_holding(student_dir) or RunFolder(student_dir)
         return StudentEmbedder(load_student(student_dir), name or _run_name(run))
-    heads = _head_folders(folder)
     if not heads:
         raise JasperError(
             f"'{path}' is neither a jasper run (no student/student.json), an export folder (no dim-*/), nor a "
@@ -110,12 +137,12 @@ def load_embedder(
         )
     owner = run_holding(heads[0].parent) or RunFolder(heads[0].parent)
     served = name or (heads[0].name if heads == [folder] else _run_name(owner))
-    if backend == "onnx":
-        from jasper.export.onnx import FP32_FILE, OnnxEmbedder
+    if onnx_file is not None:
+        from jasper.export.onnx import OnnxEmbedder
 
-        onnx = [OnnxEmbedder(h, onnx_file or FP32_FILE) for h in heads]
+        onnx = [OnnxEmbedder(h, onnx_file, threads) for h in heads]
         by_dim: dict[int, Callable[[list[str]], np.ndarray]] = {m.dims[0]: m.encode for m in onnx}
-        return FolderEmbedder(by_dim, onnx[0].tokenizer, onnx[0].max_length, served)
+        return FolderEmbedder(by_dim, onnx[0].tokenizer, onnx[0].max_length, served, f"onnx ({onnx_file})")
     models = [load_sentence_transformer(str(h)) for h in heads]
     encoders: dict[int, Callable[[list[str]], np.ndarray]] = {
         model_dim(m): functools.partial(st_encode, m) for m in models

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
-from jasper.serve.batching import Limits
 from jasper.serve.embedders import Embedder
+from jasper.serve.limits import Limits
 
 
 class EmbeddingRequest(BaseModel):
@@ -35,20 +35,22 @@ class RequestError(Exception):
 
 def error_body(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     """The OpenAI error object."""
-    kind = {401: "authentication_error", 404: "invalid_request_error", 413: "invalid_request_error"}
+    kind = {401: "authentication_error", 429: "rate_limit_error", 503: "server_error"}
     return {
         "error": {"message": message, "type": kind.get(status, "invalid_request_error"), "param": param, "code": code}
     }
 
 
 def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list[str], int, str]:
-    """(texts, dim, encoding format) of a valid request body, else a RequestError naming the problem."""
+    """(texts, dim, encoding format) of a valid request body, else a RequestError (a 4xx) naming the problem."""
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"the request body is {len(body):,} bytes; the limit is {limits.max_body_bytes:,}")
     try:
         payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RequestError(400, f"the request body is not valid JSON ({error})") from None
+    except RecursionError:
+        raise RequestError(400, "the request body is JSON nested too deeply") from None
+    except ValueError as error:  # not JSON, not UTF-8, or an integer of thousands of digits
+        raise RequestError(400, f"the request body is not valid JSON ({str(error)[:200]})") from None
     if not isinstance(payload, dict):
         raise RequestError(400, "the request body must be a JSON object")
     try:
@@ -61,11 +63,23 @@ def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list
     if request.model != embedder.name:
         raise RequestError(
             404,
-            f"the model '{request.model}' does not exist here; this server has '{embedder.name}'",
+            f"the model '{request.model[:200]}' does not exist here; this server has '{embedder.name}'",
             param="model",
             code="model_not_found",
         )
     texts = [request.input] if isinstance(request.input, str) else request.input
+    check_texts(texts, limits)
+    dim = embedder.dims[0] if request.dimensions is None else request.dimensions
+    if dim not in embedder.dims:
+        shown = str(dim) if abs(dim) < 10**12 else f"{str(dim)[:12]}..."
+        raise RequestError(
+            400, f"'dimensions' {shown} is not a head of '{embedder.name}'; valid: {embedder.dims}", "dimensions"
+        )
+    return texts, dim, request.encoding_format
+
+
+def check_texts(texts: list[str], limits: Limits) -> None:
+    """Refuse, naming the field: no texts, too many, empty ones, too long ones, and text that is not Unicode."""
     if not texts:
         raise RequestError(400, "'input' is empty: give a string or a list of strings", param="input")
     if len(texts) > limits.max_inputs:
@@ -73,12 +87,16 @@ def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list
     empty = [i for i, text in enumerate(texts) if not text.strip()]
     if empty:
         raise RequestError(400, f"'input' has empty strings (at {empty[:5]}); every text needs content", "input")
-    dim = embedder.dims[0] if request.dimensions is None else request.dimensions
-    if dim not in embedder.dims:
+    long = [i for i, text in enumerate(texts) if len(text) > limits.max_input_chars]
+    if long:
         raise RequestError(
-            400, f"'dimensions' {dim} is not a head of '{embedder.name}'; valid: {embedder.dims}", "dimensions"
+            400, f"'input' has texts over {limits.max_input_chars:,} characters (at {long[:5]})", param="input"
         )
-    return texts, dim, request.encoding_format
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(400, f"'input' text {i} is not valid Unicode (a lone surrogate)", "input") from None
 
 
 def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:

@@ -18,8 +18,9 @@ POOLED_CACHE_BYTES = 2 * 1024**3
 class FrozenFeatures:
     """The pooled encoder outputs of the training rows while the encoder is frozen; stale once it trains."""
 
-    def __init__(self, student: Student, texts: list[str], train_rows: np.ndarray) -> None:
+    def __init__(self, student: Student, texts: list[str], train_rows: np.ndarray, wanted: bool = False) -> None:
         self.student, self.texts, self.train_rows = student, texts, train_rows
+        self.wanted = wanted  # computed anyway (the ridge start needs them): always worth caching
         self._pooled: np.ndarray | None = None
 
     def pooled(self) -> np.ndarray:
@@ -35,12 +36,13 @@ class FrozenFeatures:
 
     def cache(self, steps_left: int, batch_size: int) -> torch.Tensor | None:
         """(n_texts, H) pooled outputs, rows outside training left at zero, when computing them once is cheaper
-        than encoding every batch (the encoder frozen, enough steps left, small enough); else None."""
+        than encoding every batch (the encoder frozen, small enough, and either wanted anyway, for the ridge start,
+        or enough steps left); else None. A pure function of the config and the step: a resumed run decides alike."""
         if encoder_trains(self.student):
             return None
         rows = self.train_rows
         too_big = len(self.texts) * self.student.hidden_size * 4 > POOLED_CACHE_BYTES
-        if steps_left * batch_size < len(rows) or too_big:
+        if too_big or (not self.wanted and steps_left * batch_size < len(rows)):
             return None
         cache = torch.zeros(len(self.texts), self.student.hidden_size)
         cache[torch.from_numpy(rows)] = torch.from_numpy(self.pooled())

@@ -8,9 +8,11 @@ from typing import Any
 
 from jasper.io import atomic_write_text
 
+EVAL_KIND = "eval"  # the `kind` of a periodic evaluation's record; step records have none
+
 
 class TrainLog:
-    """Append-only log of loss parts, one JSON object per optimizer step."""
+    """Append-only log: one JSON object per optimizer step, and one per periodic evaluation (`kind: eval`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -26,6 +28,14 @@ class TrainLog:
             except json.JSONDecodeError:
                 continue
         return records
+
+    def steps(self) -> list[dict[str, Any]]:
+        """The optimizer steps' records (loss parts, learning rate, time)."""
+        return [r for r in self.read() if r.get("kind") != EVAL_KIND]
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """The periodic evaluations' records (`eval_every`): `<task>@<dim>` scores at a stage and step."""
+        return [r for r in self.read() if r.get("kind") == EVAL_KIND]
 
     def truncate_after(self, stage: int, step: int) -> None:
         """Keep only records up to (stage, step), the position a checkpoint restores."""

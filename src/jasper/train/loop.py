@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,16 +23,18 @@ from jasper.losses.cuda_graph import GraphedParts, graph_objective_parts
 from jasper.models.student import Student
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point
+from jasper.train.batching import cached_clusters, clustered_order
 from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
 from jasper.train.common import Position, build_objective, resume_stage
 from jasper.train.deepspeed import launched_with_deepspeed, load_engine, save_engine
 from jasper.train.frozen import FrozenFeatures, ridge_start
 from jasper.train.grad_cache import cached_step
 from jasper.train.guard import Pending, TrainingDiverged, diverged, flush_steps, nonfinite_code
-from jasper.train.log import TrainLog
+from jasper.train.log import EVAL_KIND, TrainLog
 from jasper.train.parallel import stage_module
 from jasper.train.schedule import epoch_order, make_optimizer, make_scheduler, stage_steps
 from jasper.train.stages import apply_stage, encoder_trains
+from jasper.train.watch import DevWatch
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +43,13 @@ class StageRunner:
     """Runs the text stages of one config on one student, checkpointing as it goes."""
 
     def __init__(
-        self, config: RunConfig, student: Student, texts: list[str], store: TeacherStore, ranks: Ranks | None = None
+        self,
+        config: RunConfig,
+        student: Student,
+        texts: list[str],
+        store: TeacherStore,
+        ranks: Ranks | None = None,
+        on_checkpoint: Callable[[tuple[int, int]], object] | None = None,
     ) -> None:
         self.config = config
         self.student = student
@@ -55,11 +64,15 @@ class StageRunner:
         self.log = TrainLog(run.train_log)
         self.steps_this_process = 0
         self.ranks = ranks or Ranks()
-        self.frozen = FrozenFeatures(student, texts, self.train_rows)
+        self.frozen = FrozenFeatures(student, texts, self.train_rows, config.student.head_init == "ridge")
         self._tokens: TokenCache | None = None
         self._graphs: dict[tuple[object, ...], GraphedParts] = {}  # captured objectives, by head shapes
-        self._order: tuple[tuple[int, ...], np.ndarray] = ((), np.zeros(0, dtype=np.int64))  # (key, epoch order)
+        self._order: tuple[tuple[object, ...], np.ndarray] = ((), np.zeros(0, dtype=np.int64))  # (key, epoch order)
+        self._clusters: dict[int, np.ndarray] = {}  # cluster of each training row, by cluster count
+        self._watch: DevWatch | None = None  # the dev tasks of `eval_every`, built once
+        self.best: dict[str, Any] | None = None  # keep_best: the stage's best dev score so far, and its step
         self.where = Position(config, self.checkpoint_path)
+        self.on_checkpoint = on_checkpoint  # (stage index, step) of each checkpoint written: trackers sync to it
 
     @property
     def position(self) -> tuple[int, int]:
@@ -113,6 +126,8 @@ class StageRunner:
         if self.ranks.is_main:
             save_checkpoint(self.checkpoint_path, state)
             self.where.saved = (state.stage, state.step)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint((state.stage, state.step))
             # DeepSpeed shards of older checkpoints go once the new one is in place
             for old in self.deepspeed_dir.glob("stage*-step*"):
                 if old.name != state.deepspeed_tag:
@@ -150,6 +165,7 @@ class StageRunner:
         engine = self.engine
         reload = (lambda state: load_engine(engine, self.deepspeed_dir, state.deepspeed_tag)) if engine else None
         start = resume_stage(optimizer, scheduler, resume, reload)
+        self.best = resume.best if resume is not None and start else None
         self.student.train(encoder_trains(self.student))
         pooled_cache = self._pooled_cache(stage, total - start)
         losses = self.stage_losses(stage)
@@ -169,8 +185,11 @@ class StageRunner:
             self.position = (index, step + 1)
             bar.update(1)
             checkpoint_due = (step + 1) % stage.checkpoint_every == 0 and step + 1 < total
-            if len(pending) >= stage.log_every or checkpoint_due or step + 1 == total:
+            eval_due = stage.eval_every is not None and ((step + 1) % stage.eval_every == 0 or step + 1 == total)
+            if len(pending) >= stage.log_every or checkpoint_due or eval_due or step + 1 == total:
                 self._flush(pending, bar)
+            if eval_due:
+                self._evaluate(index, stage, step + 1)
             if checkpoint_due:
                 self._checkpoint(index, step + 1, optimizer, scheduler)
             self.steps_this_process += 1
@@ -180,24 +199,61 @@ class StageRunner:
         if self.engine is not None:
             self.engine.destroy()  # its gradient hooks must not outlive the stage
             self.engine = None
+        if stage.keep_best and self.best is not None:
+            barrier(self.ranks)  # rank 0 wrote the best weights
+            best = load_checkpoint(self.config.folder.best_checkpoint(index))
+            assert best is not None
+            self.student.load_state_dict(best.model)
+            logger.info("stage '%s' ends on its best dev weights: step %d, %s %.2f", stage.name, self.best["step"],
+                        self.best["key"], self.best["score"])  # fmt: skip
+
+    def _evaluate(self, index: int, stage: StageConfig, step: int) -> None:
+        """Score the dev tasks now, log them, and keep the weights if they are the stage's best (`keep_best`)."""
+        if self._watch is None:
+            self._watch = DevWatch(self.config, self.student)
+        scores = self._watch.score()
+        if self.ranks.is_main:
+            self.log.write({"kind": EVAL_KIND, "stage_index": index, "stage": stage.name, "step": step} | scores)
+        key = self._watch.best_key
+        if not stage.keep_best or key is None or (self.best is not None and scores[key] <= self.best["score"]):
+            return
+        self.best = {"stage": index, "step": step, "key": key, "score": scores[key]}
+        if self.ranks.is_main:
+            save_checkpoint(
+                self.config.folder.best_checkpoint(index), TrainState(index, step, self.student.state_dict())
+            )
 
     def _checkpoint(self, index: int, step: int, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
         """Mid-stage checkpoint: weights, optimizer (or the engine's shards), schedule, generators."""
         tag = save_engine(self.engine, self.deepspeed_dir, f"stage{index}-step{step}") if self.engine else None
         optimizer_state = None if tag else optimizer.state_dict()
         self._save(TrainState(index, step, self.student.state_dict(), optimizer_state, scheduler.state_dict(),
-                              rng_state(), deepspeed_tag=tag))  # fmt: skip
+                              rng_state(), deepspeed_tag=tag, best=self.best))  # fmt: skip
 
     def batch_of(self, index: int, stage: StageConfig, step: int) -> np.ndarray:
         """The corpus rows of step `step` of stage `index` (a pure function of the seed: resumes see the same)."""
         epoch, position = divmod(step, len(self.train_rows) // stage.batch_size)
-        key = (index, epoch, stage.batch_size, stage.length_pool)
+        key = (index, epoch, stage.batch_size, stage.length_pool, stage.batching, stage.cluster_share, stage.clusters)
         if self._order[0] != key:  # one shuffle (and sort) per epoch, not per step
             lengths = self.tokens.lengths[self.train_rows] if stage.length_pool > 1 else None
-            order = epoch_order(len(self.train_rows), *key[:3], self.config.seed, lengths, stage.length_pool)
+            n_rows, seed = len(self.train_rows), self.config.seed
+            order = epoch_order(n_rows, index, epoch, stage.batch_size, seed, lengths, stage.length_pool)
+            if stage.batching == "clustered":
+                rng = np.random.default_rng([seed, index, epoch, 1])
+                order = clustered_order(order, self.clusters(stage), stage.batch_size, stage.cluster_share, rng)
             self._order = (key, order)
         batch = self._order[1][position * stage.batch_size : (position + 1) * stage.batch_size]
         return self.train_rows[batch]
+
+    def clusters(self, stage: StageConfig) -> np.ndarray:
+        """The k-means cluster of each training row's teacher vector (`batching: clustered`), computed once per run
+        and cached in the run folder. (N_train,)"""
+        count = stage.clusters or max(2, len(self.train_rows) // (8 * stage.batch_size))
+        if count not in self._clusters:
+            vectors = self.store.vectors(self.train_rows).numpy()
+            folder = self.config.folder.clusters
+            self._clusters[count] = cached_clusters(folder, vectors, count, self.config.seed)
+        return self._clusters[count]
 
     def train_step(
         self,
@@ -220,6 +276,9 @@ class StageRunner:
         fc1 = self.student.head_dims[0]
         self_target = self.config.loss.short_head_target == "self" and any(d != fc1 for d in losses)
         dims = list(dict.fromkeys([*losses, fc1])) if self_target else list(losses)
+        # self-distillation trains the short heads alone: their target moves with the encoder, so a gradient into
+        # the encoder would let both collapse onto one vector
+        detach = [d for d in dims if d != fc1] if self_target else []
 
         def loss_of_heads(heads: dict[int, torch.Tensor]) -> dict[str, torch.Tensor]:
             if self.config.cuda_graphs and not self_target:
@@ -231,7 +290,7 @@ class StageRunner:
 
         def loss_of_pooled(pooled: torch.Tensor) -> dict[str, torch.Tensor]:
             with self._autocast():
-                heads = self.student.project(pooled, dims)
+                heads = self.student.project(pooled, dims, detach)
             return loss_of_heads(heads)
 
         optimizer.zero_grad(set_to_none=True)
@@ -240,9 +299,11 @@ class StageRunner:
         else:
             with self._autocast():
                 if pooled_cache is not None:
-                    heads = model(None, dims, pooled=pooled_cache[torch.from_numpy(mine).to(self.device)])
+                    heads = model(
+                        None, dims, pooled=pooled_cache[torch.from_numpy(mine).to(self.device)], detach=detach
+                    )
                 else:
-                    heads = model(None, dims, ids=self.tokens.rows(mine))
+                    heads = model(None, dims, ids=self.tokens.rows(mine), detach=detach)
             parts = loss_of_heads(heads)
             if self.engine is not None:
                 self.engine.backward(parts["loss"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,17 +22,18 @@ from jasper.train.vision import check_training_images, train_vision
 logger = logging.getLogger(__name__)
 
 
-def train(config: RunConfig) -> Path:
-    """Train the run's student through all stages (the vision ones last); returns the saved student's folder."""
+def train(config: RunConfig, on_checkpoint: Callable[[tuple[int, int]], object] | None = None) -> Path:
+    """Train the run's student through all stages (the vision ones last); returns the saved student's folder.
+    `on_checkpoint((stage index, step))` follows each checkpoint written (experiment trackers sync there)."""
     run = config.folder
     if config.has_vision_stage:
         check_training_images(config)  # a bad image stops the run now, not after the text stages
     if run.has_student:
         logger.info("run '%s': the text student is already trained: %s", config.name, run.student)
     else:
-        _train_text(config)
+        _train_text(config, on_checkpoint)
     if config.has_vision_stage:
-        train_vision(config, run.student)
+        train_vision(config, run.student, on_checkpoint)
     return run.student
 
 
@@ -43,7 +45,7 @@ def training_student(config: RunConfig, device: torch.device) -> Student:
     return student
 
 
-def _train_text(config: RunConfig) -> None:
+def _train_text(config: RunConfig, on_checkpoint: Callable[[tuple[int, int]], object] | None) -> None:
     seed_everything(config.seed)
     texts = load_texts(config)
     store = TeacherStore(config.store_dir, config.teachers, texts)
@@ -59,7 +61,7 @@ def _train_text(config: RunConfig) -> None:
     student = training_student(config, device)
     if ranks.is_main:
         _log_cut_texts(student, texts)
-    StageRunner(config, student, texts, store, ranks).run()
+    StageRunner(config, student, texts, store, ranks, on_checkpoint if ranks.is_main else None).run()
     if ranks.is_main:
         with folder_swap(config.folder.student) as staging:
             save_student(student, staging)

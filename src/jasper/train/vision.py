@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,14 @@ __all__ = ["VisionRunner", "check_training_images", "train_vision"]
 class VisionRunner:
     """Runs the config's vision stages on a trained, frozen student."""
 
-    def __init__(self, config: RunConfig, student: Student, student_dir: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: RunConfig,
+        student: Student,
+        student_dir: Path,
+        device: torch.device,
+        on_checkpoint: Callable[[tuple[int, int]], object] | None = None,
+    ) -> None:
         assert config.vision is not None
         self.config, self.vision = config, config.vision
         self.student, self.student_dir, self.device = student.eval(), student_dir, device
@@ -60,6 +68,7 @@ class VisionRunner:
         self.steps_this_process = 0
         self.fixed: dict[str, Any] = {}  # the untrained and closed-form projections, kept for the report
         self.where = Position(config, self.checkpoint_path)
+        self.on_checkpoint = on_checkpoint
 
     def prepare(self) -> tuple[ImageStudent, VisionSide, ImageCaptions]:
         """The image side and its data: features and caption targets, computed once (resumable)."""
@@ -112,6 +121,8 @@ class VisionRunner:
     def _save(self, state: TrainState) -> None:
         save_checkpoint(self.checkpoint_path, state)
         self.where.saved = (state.stage, state.step)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint((state.stage, state.step))
 
     def _write(self, weights: dict[str, Any]) -> Path:
         """`<run>/image/`: the projection (trained, closed-form, untrained) and how to rebuild the tower."""
@@ -186,10 +197,12 @@ class VisionRunner:
         return features, classes, targets
 
 
-def train_vision(config: RunConfig, student_dir: Path) -> Path:
+def train_vision(
+    config: RunConfig, student_dir: Path, on_checkpoint: Callable[[tuple[int, int]], object] | None = None
+) -> Path:
     """Run the vision stages of `config` on its trained student; returns `<run>/image`."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise JasperError("the vision stage runs in one process: run `jasper train` without a launcher to add it")
     device, _ = setup_device(config.device)
     student = load_student(student_dir).to(device)
-    return VisionRunner(config, student, student_dir, device).run()
+    return VisionRunner(config, student, student_dir, device, on_checkpoint).run()

@@ -1,0 +1,127 @@
+"""Training watched in the tools people already use: TensorBoard, Weights & Biases and MLflow (`log.report_to`).
+
+The run's `train_log.jsonl` stays the record; the trackers get a copy of it as far as the last checkpoint each
+time one is written (every `checkpoint_every` steps and at every stage end), so a killed and resumed run sends
+each step exactly once. `<run>/tracking.json` keeps the tracked run's ids (a resumed run continues the same W&B and
+MLflow run, and writes to the same TensorBoard folder) and how far the log has been sent. Only rank 0 tracks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jasper.config import RunConfig
+from jasper.io import atomic_write_json
+from jasper.run_folder import RunFolder
+from jasper.tracking.base import Tracker
+from jasper.train.log import EVAL_KIND, TrainLog
+
+logger = logging.getLogger("jasper")
+STEP_FIELDS = ("stage_index", "stage", "step", "seconds", "kind")
+
+
+class Tracking:
+    """The configured trackers of one run, fed from its log."""
+
+    def __init__(self, config: RunConfig, trackers: list[Tracker], state: dict[str, Any]) -> None:
+        self.config, self.trackers, self.state = config, trackers, state
+        self.failed = False
+
+    @classmethod
+    def open(cls, config: RunConfig) -> Tracking | None:
+        """The trackers `log.report_to` names (None when it names none, or on a rank other than 0); a missing
+        tool is a one-line error naming its extra, before any work."""
+        if not config.log.report_to or int(os.environ.get("RANK", "0")) != 0:
+            return None
+        run = config.folder
+        path = run.tracking_state
+        state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        state.setdefault("wandb_id", uuid.uuid4().hex[:12])
+        trackers: list[Tracker] = []
+        for tool in config.log.report_to:
+            if tool == "tensorboard":
+                from jasper.tracking.tensorboard import TensorBoardTracker
+
+                trackers.append(TensorBoardTracker(run.tensorboard))
+            elif tool == "wandb":
+                from jasper.tracking.wandb import WandbTracker
+
+                trackers.append(WandbTracker(run.root, state["wandb_id"], config.log.project, config.name))
+            else:
+                from jasper.tracking.mlflow import MlflowTracker
+
+                mlflow = MlflowTracker(run.root.parent, state.get("mlflow_run_id"), config.log.project, config.name)
+                state["mlflow_run_id"] = mlflow.run_id
+                trackers.append(mlflow)
+        tracking = cls(config, trackers, state)
+        tracking._save()
+        for tracker in trackers:
+            logger.info("tracking: %s: %s", tracker.name, tracker.where())
+        return tracking
+
+    def _save(self) -> None:
+        atomic_write_json(self.config.folder.tracking_state, self.state)
+
+    def sync(self, through: tuple[int, int]) -> None:
+        """Send the log's records up to (stage index, step) `through` that no tracker has had yet."""
+        records = TrainLog(self.config.folder.train_log).read()
+        sent = tuple(self.state.get("sent_through") or (-1, -1))
+        offsets = _stage_offsets(records)
+        for record in records:
+            position = (record["stage_index"], record["step"])
+            if not sent < position <= through:
+                continue
+            step = offsets.get(record["stage_index"], 0) + record["step"]
+            values = {k: float(v) for k, v in record.items() if k not in STEP_FIELDS and isinstance(v, (int, float))}
+            if record.get("kind") == EVAL_KIND:
+                self._scalars(values, step, "dev")
+                continue
+            stage = self.config.stages[record["stage_index"]]
+            if record.get("seconds"):
+                values["samples_per_s"] = stage.batch_size / float(record["seconds"])
+            self._scalars(values | {"stage": float(record["stage_index"])}, step, "train")
+        for tracker in self.trackers:
+            tracker.flush()  # stored before it is marked sent: a kill now re-sends nothing and loses nothing
+        self.state["sent_through"] = list(through)
+        self._save()
+
+    def teach_progress(self, teacher: str, done: int, texts_per_s: float) -> None:
+        """A teacher's encoding rate after `done` texts."""
+        self._scalars({f"{teacher}/texts_per_s": texts_per_s}, done, "teach")
+
+    def summary(self, rows: list[dict[str, Any]], markdown: str, files: list[Path]) -> None:
+        """The final evaluation, the resolved config and the report's files."""
+        config = self.config.model_dump()
+        for tracker in self.trackers:
+            tracker.summary(rows, markdown, config, [f for f in files if f.is_file()])
+
+    def _scalars(self, values: dict[str, float], step: int, axis: str) -> None:
+        for tracker in self.trackers:
+            tracker.scalars(values, step, axis)
+
+    def close(self) -> None:
+        """End each tracker's session (the tracked run can be resumed by the next command)."""
+        for tracker in self.trackers:
+            tracker.close(self.failed)
+
+
+def _stage_offsets(records: list[dict[str, Any]]) -> dict[int, int]:
+    """The global step at which each stage starts: the steps of every earlier stage (complete in the log)."""
+    last: dict[int, int] = {}
+    for record in records:
+        last[record["stage_index"]] = max(last.get(record["stage_index"], 0), record["step"])
+    offsets, total = {}, 0
+    for index in sorted(last):
+        offsets[index] = total
+        total += last[index]
+    return offsets
+
+
+def tracked_files(run: RunFolder) -> list[Path]:
+    """What a run's summary uploads: the reports and the plots."""
+    return [run.report_md, run.report_json, *sorted(run.plots.glob("*.png"))]
