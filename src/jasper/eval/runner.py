@@ -19,7 +19,7 @@ from jasper.eval import metrics
 from jasper.eval.cache import ScoreCache, shared_cache_path
 from jasper.eval.offline_tasks import offline_tasks
 from jasper.eval.scores import Score
-from jasper.eval.tasks import Task
+from jasper.eval.tasks import Task, metric_names
 from jasper.models.student import Student
 from jasper.progress import progress_bar
 
@@ -55,9 +55,7 @@ def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> l
             cached = {dim: task.score(vectors[dim]) for dim in candidate.dims}
             cache.put(candidate.fingerprint, task, cached)
         for dim, values in cached.items():
-            for metric, value in values.items():
-                name = task.name if len(values) == 1 else f"{task.name}:{metric}"
-                rows.append(Score(candidate.name, int(dim), name, value))
+            rows += [Score(candidate.name, int(dim), name, value) for name, value in metric_names(task.name, values)]
     return rows
 
 

@@ -21,6 +21,12 @@ class Task(Protocol):
         ...
 
 
+def metric_names(task: str, values: dict[str, float]) -> list[tuple[str, float]]:
+    """A task's scores under their report names: the task's own name for a single metric, `task:metric` for
+    several (retrieval's ndcg@10 and recall@10)."""
+    return [(task if len(values) == 1 else f"{task}:{metric}", value) for metric, value in values.items()]
+
+
 @dataclass
 class PairSimilarityTask:
     """Pairs of texts with gold similarities: STS, word similarity, document similarity."""

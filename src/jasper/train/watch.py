@@ -11,7 +11,7 @@ import numpy as np
 from jasper.config import RunConfig
 from jasper.eval.offline_tasks import derived_retrieval
 from jasper.eval.sts import stsb_split
-from jasper.eval.tasks import PairSimilarityTask, Task
+from jasper.eval.tasks import PairSimilarityTask, Task, metric_names
 from jasper.models.student import Student
 
 logger = logging.getLogger(__name__)
@@ -56,8 +56,6 @@ class DevWatch:
         for task in self.tasks:
             rows = [row[text] for text in task.texts]
             for dim in dims:
-                values = task.score(vectors[dim][rows])
-                for metric, value in values.items():
-                    name = task.name if len(values) == 1 else f"{task.name}:{metric}"
+                for name, value in metric_names(task.name, task.score(vectors[dim][rows])):
                     scores[watch_key(name, dim)] = float(value)
         return scores
