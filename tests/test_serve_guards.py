@@ -25,6 +25,7 @@ from jasper.models.student import build_student, save_student
 from jasper.serve import Limits, load_embedder
 from jasper.serve.app import create_app
 from jasper.serve.batching import FAIR_AFTER_S, Batcher, Overloaded, clip
+from jasper.serve.embedders import FolderEmbedder
 from jasper.serve.guards import _RateLimit
 from test_serve import _free_port
 
@@ -82,13 +83,13 @@ def test_a_chunked_body_is_cut_off_at_the_limit(client):
 class _Recorder:
     """A fake embedder that records each batch and the thread that embedded and counted it."""
 
-    name, dims, max_length, backend, one_pass = "fake", [4], 8, "fake", True
+    name, dims, max_length, backend = "fake", [4], 8, "fake"
 
     def __init__(self) -> None:
         self.batches: list[list[str]] = []
         self.threads: set[int] = set()
 
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
+    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
         self.batches.append(list(texts))
         self.threads.add(threading.get_ident())
         return {4: np.ones((len(texts), 4), dtype=np.float32)}
@@ -141,36 +142,34 @@ def test_a_request_that_has_waited_goes_before_newer_shorter_ones():
     assert batches[0] == [f"big {i}" for i in range(4)]
 
 
-class _PerHead:
-    """A fake with one model per head (as exported folders are): records which texts each head's model saw."""
-
-    name, dims, max_length, backend, one_pass = "fake", [8, 2], 8, "fake", False
-
-    def __init__(self) -> None:
-        self.seen: dict[int, list[str]] = {8: [], 2: []}
-
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
-        (dim,) = dims
-        self.seen[dim] += texts
-        return {dim: np.full((len(texts), dim), float(dim), dtype=np.float32)}
-
-    def token_counts(self, texts: list[str]) -> list[int]:
-        return [1 for _ in texts]
+def _word_tokenizer(texts: list[str], **_: object) -> dict[str, list[list[int]]]:
+    return {"input_ids": [[0] * len(t.split()) for t in texts]}
 
 
 def test_each_text_goes_through_its_own_heads_model_only():
+    """Exported heads are one model per dim: a batch mixing heads runs each text through its own head's model."""
+    seen: dict[int, list[str]] = {8: [], 2: []}
+
+    def model(dim: int):
+        def encode(texts: list[str]) -> np.ndarray:
+            seen[dim].extend(texts)
+            return np.full((len(texts), dim), float(dim), dtype=np.float32)
+
+        return encode
+
     async def scenario() -> tuple[np.ndarray, np.ndarray]:
-        fake = _PerHead()
-        batcher = Batcher(fake, Limits(max_wait_ms=0))  # type: ignore[arg-type]
+        folders = FolderEmbedder({8: model(8), 2: model(2)}, _word_tokenizer, 8, "fake")
+        batcher = Batcher(folders, Limits(max_wait_ms=0))
         wide = batcher.submit(["w1", "w2", "w3"], 8)
         narrow = batcher.submit(["n1"], 2)
         worker = asyncio.create_task(batcher.run())
         out = (await wide).vectors, (await narrow).vectors
         worker.cancel()
-        assert fake.seen == {8: ["w1", "w2", "w3"], 2: ["n1"]}  # one batch, no text through both models
+        assert batcher.batches == 1
         return out
 
     wide, narrow = asyncio.run(scenario())
+    assert seen == {8: ["w1", "w2", "w3"], 2: ["n1"]}  # one batch, no text through both models
     assert wide.shape == (3, 8) and (wide == 8).all() and narrow.shape == (1, 2) and (narrow == 2).all()
 
 

@@ -110,18 +110,8 @@ class Batcher:
                     self._finish(job)
 
     def _embed(self, texts: list[str], dims: list[int]) -> tuple[dict[int, np.ndarray], list[int]]:
-        """On the worker thread: {dim: (len(texts), dim) vectors, the rows asked at that dim filled} and the token
-        count of each text."""
-        wanted = sorted(set(dims), reverse=True)
-        if self.embedder.one_pass:  # every head from one encoder pass: nothing to save by splitting
-            return self.embedder.embed(texts, wanted), self.embedder.token_counts(texts)
-        # one model per head: each text goes through its own head's model only, not every head's in the batch
-        vectors = {}
-        for dim in wanted:
-            rows = [i for i, d in enumerate(dims) if d == dim]
-            vectors[dim] = np.zeros((len(texts), dim), dtype=np.float32)
-            vectors[dim][rows] = self.embedder.embed([texts[i] for i in rows], [dim])[dim]
-        return vectors, self.embedder.token_counts(texts)
+        """On the worker thread: the vectors (text i at head `dims[i]`) and the token count of each text."""
+        return self.embedder.embed_each(texts, dims), self.embedder.token_counts(texts)
 
     def _finish(self, job: _Job, error: Exception | None = None) -> None:
         """Hand the request its result (or error), unless its client has gone."""

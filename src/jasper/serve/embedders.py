@@ -23,7 +23,6 @@ class Embedder(Protocol):
     dims: list[int]
     max_length: int
     backend: str  # what computes the vectors: torch, or the ONNX file
-    one_pass: bool  # every head comes from one encoder pass (a run's student), not one model per head
 
     def token_counts(self, texts: list[str]) -> list[int]:
         """Token count of each text before truncation (special tokens included)."""
@@ -31,6 +30,11 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
         """L2-normalised float32 vectors of `texts` at each dim in `dims`. {dim: (N, dim)}"""
+        ...
+
+    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
+        """Text i at head `heads[i]`, as the server's batches mix requests: {dim: (N, dim)} for each head asked,
+        whose rows of texts asked at another head are not to be read."""
         ...
 
 
@@ -43,7 +47,6 @@ class StudentEmbedder:
     """A run's saved student: one encoder pass serves every head."""
 
     backend = "torch"
-    one_pass = True
 
     def __init__(self, student: Any, name: str) -> None:
         self.student = student
@@ -60,11 +63,13 @@ class StudentEmbedder:
         out = self.student.encode(texts, list(dims), batch_size=64)
         return {d: out[d] for d in dims}
 
+    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
+        """Every text at every head asked, from one encoder pass: the heads cost next to nothing."""
+        return self.embed(texts, sorted(set(heads), reverse=True))
+
 
 class FolderEmbedder:
     """Exported heads, one model per dim (sentence-transformers folders, or their ONNX copies)."""
-
-    one_pass = False
 
     def __init__(
         self,
@@ -88,6 +93,15 @@ class FolderEmbedder:
     def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
         """Vectors at each dim, each from its own model."""
         return {d: self.encoders[d](texts) for d in dims}
+
+    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
+        """Each text through its own head's model only, not every head's; the rows of other heads' texts are 0."""
+        out = {}
+        for dim in sorted(set(heads), reverse=True):
+            rows = [i for i, d in enumerate(heads) if d == dim]
+            out[dim] = np.zeros((len(texts), dim), dtype=np.float32)
+            out[dim][rows] = self.encoders[dim]([texts[i] for i in rows])
+        return out
 
 
 def _head_folders(folder: Path) -> list[Path]:
