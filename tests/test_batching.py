@@ -122,6 +122,14 @@ def test_a_killed_clustered_run_resumes_onto_the_same_batches(tiny_bert, corpus_
     assert len(list((tmp_path / "runs" / "whole" / "clusters").glob("clusters-3-*.npy"))) == 1
 
 
+def test_more_clusters_than_rows_is_one_clear_error(tiny_bert, corpus_file, tmp_path):
+    path = _config(tiny_bert, corpus_file, tmp_path, "many", batching="clustered", clusters=10_000)
+    assert _jasper("teach", str(path)).returncode == 0
+    refused = _jasper("train", str(path))
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "clusters 10000 is more than the" in said and "Traceback" not in said
+
+
 def test_keep_best_ends_the_stage_on_the_best_dev_weights(tiny_bert, corpus_file, tmp_path):
     path = _config(tiny_bert, corpus_file, tmp_path, "best", eval_every=1, keep_best=True, lr=0.05)
     assert _jasper("teach", str(path)).returncode == 0

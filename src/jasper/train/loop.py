@@ -249,6 +249,11 @@ class StageRunner:
         """The k-means cluster of each training row's teacher vector (`batching: clustered`), computed once per run
         and cached in the run folder. (N_train,)"""
         count = stage.clusters or max(2, len(self.train_rows) // (8 * stage.batch_size))
+        if count > len(self.train_rows):
+            raise JasperError(
+                f"stage '{stage.name}': clusters {count} is more than the {len(self.train_rows)} training rows: "
+                "lower `clusters` (or leave it unset: training rows // (8 x batch_size))"
+            )
         if count not in self._clusters:
             vectors = self.store.vectors(self.train_rows).numpy()
             folder = self.config.folder.clusters
