@@ -29,8 +29,9 @@ def test_empty_corpus(tmp_path):
 
 
 def test_empty_lines_are_named(tmp_path):
-    (tmp_path / "c.txt").write_text("one\n\ntwo\n   \n", encoding="utf-8")
-    with pytest.raises(CorpusError, match=r"empty texts at line\(s\) 2, 4"):
+    # zero-width, format (BOM), control and private-use characters only: nothing a tokenizer keeps
+    (tmp_path / "c.txt").write_text("one\n\ntwo\n   \nthree\n\u200b\ufeff\x07\ue000\n", encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"nothing to embed .* at line\(s\) 2, 4, 6"):
         read_corpus(tmp_path / "c.txt")
 
 

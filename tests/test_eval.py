@@ -75,7 +75,7 @@ def test_retrieval_task_scores_a_perfect_embedding():
 def test_cache_computes_each_cell_once(tmp_path):
     calls = []
 
-    def encode(texts):
+    def encode(texts, role):
         calls.append(len(texts))
         return {2: np.array([[1.0, float(len(t))] for t in texts])}
 

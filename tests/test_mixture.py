@@ -51,9 +51,9 @@ def test_max_texts_is_a_seeded_random_sample_not_the_head(tmp_path):
     lines = [f"sentence number {i}" for i in range(1000)]
     (tmp_path / "c.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     corpus = CorpusConfig(path=str(tmp_path / "c.txt"), max_texts=100)
-    first, _ = build_corpus(corpus, seed=0)
-    again, _ = build_corpus(corpus, seed=0)
-    other, _ = build_corpus(corpus, seed=1)
+    first = build_corpus(corpus, seed=0).texts
+    again = build_corpus(corpus, seed=0).texts
+    other = build_corpus(corpus, seed=1).texts
     assert first == again and first != other and len(first) == 100
     assert first != lines[:100] and max(int(t.split()[-1]) for t in first) > 500
     assert [int(t.split()[-1]) for t in first] == sorted(int(t.split()[-1]) for t in first)  # kept in file order
@@ -70,8 +70,9 @@ def test_sources_mix_by_share_and_hold_out_whole_articles(tmp_path):
         max_texts=80,
         holdout_articles=5,
     )
-    texts, heldout = build_corpus(corpus, seed=0)
-    assert heldout is not None and len(heldout.queries) == 5 and len(heldout.articles) == 5
+    built = build_corpus(corpus, seed=0)
+    texts, heldout = built.texts, built.heldout["test"]
+    assert len(heldout.queries) == 5 and len(heldout.articles) == 5 and "dev" not in built.heldout
     assert len(heldout.passages) == 15 and all(len(r) == 3 for r in heldout.relevant)
     held = {int(a) for a in heldout.articles}
     # nothing from a held-out article trains: neither its passages nor the sentence copies of them
@@ -96,10 +97,37 @@ def test_hugging_face_dataset_from_disk(tmp_path):
     datasets = pytest.importorskip("datasets")
     rows = _articles(10, 3)
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
-    texts, heldout = build_corpus(CorpusConfig(dataset=str(tmp_path / "ds"), max_texts=12), seed=0)
-    assert len(texts) == 12 and set(texts) <= {r["text"] for r in rows} and heldout is None
+    built = build_corpus(CorpusConfig(dataset=str(tmp_path / "ds"), max_texts=12), seed=0)
+    assert len(built.texts) == 12 and set(built.texts) <= {r["text"] for r in rows} and not built.heldout
     corpus = CorpusConfig(dataset=str(tmp_path / "ds"), article_field="id", holdout_articles=2)
-    texts, heldout = build_corpus(corpus, seed=0)
-    assert heldout is not None and len(heldout.queries) == 2 and len(texts) == 24
+    built = build_corpus(corpus, seed=0)
+    assert len(built.heldout["test"].queries) == 2 and len(built.texts) == 24
     with pytest.raises(CorpusError, match="has no column"):
         build_corpus(CorpusConfig(dataset=str(tmp_path / "ds"), text_field="body"), seed=0)
+
+
+def test_dev_articles_are_held_out_too_and_leave_the_test_articles_as_they_were(tmp_path):
+    sentences, passages = _write(tmp_path, _articles())
+    sources = [{"path": str(sentences)}, {"path": str(passages), "article_field": "id"}]
+    plain = build_corpus(CorpusConfig(sources=sources, holdout_articles=5), seed=0)
+    with_dev = build_corpus(CorpusConfig(sources=sources, holdout_articles=5, holdout_dev_articles=4), seed=0)
+    test, dev = with_dev.heldout["test"], with_dev.heldout["dev"]
+    assert test == plain.heldout["test"]  # the reported task does not move when a dev split is added
+    assert len(dev.articles) == 4 and not set(dev.articles) & set(test.articles)
+    kept_out = {int(a) for a in dev.articles + test.articles}
+    assert not any(t.startswith(f"Article {a} ") for a in kept_out for t in with_dev.texts)
+    assert len(with_dev.texts) < len(plain.texts)
+
+
+def test_a_source_says_what_its_rows_are(tmp_path):
+    sentences, passages = _write(tmp_path, _articles(10, 3))
+    corpus = CorpusConfig(
+        sources=[{"path": str(sentences), "role": "query"}, {"path": str(passages), "role": "document"}],
+        holdout_articles=0,
+    )
+    built = build_corpus(corpus, seed=0)
+    assert len(built.texts) == len(built.roles) and set(built.roles) == {"query", "document"}
+    # a text in two roles is two rows (a teacher reads it with two prompts); within a role, duplicates go
+    both = [t for t, r in zip(built.texts, built.roles, strict=True) if r == "query" and t.startswith("Article")]
+    assert both and all((t, "document") in set(zip(built.texts, built.roles, strict=True)) for t in both)
+    assert len(set(zip(built.texts, built.roles, strict=True))) == len(built.texts)

@@ -17,7 +17,7 @@ TEXTS = ["the cat saw a dog", "music", "an old king wrote a long book about the 
 
 @pytest.fixture(scope="module")
 def export_dir(tiny_bert, tmp_path_factory):
-    student = build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_length=8))
+    student = build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_seq_length=8))
     folder = tmp_path_factory.mktemp("onnx") / "export"
     for path in export_all(student, [12, 6], folder):
         written = export_onnx(path, quantize="int8")
@@ -40,21 +40,25 @@ def test_onnx_head_gives_the_sentence_transformers_vectors(export_dir, dim):
     assert quantized.shape == (4, dim) and cosines.min() > 0.9  # int8 weights: close, not equal
 
 
+def _at(embedder, dim: int, role: str = "text") -> np.ndarray:
+    """Every text at one head, through the server's own path."""
+    return embedder.embed_each(TEXTS, [dim] * len(TEXTS), [role] * len(TEXTS))[dim]
+
+
 def test_serving_the_onnx_heads(export_dir):
     served = load_embedder(export_dir, backend="onnx")
     assert served.dims == [12, 6] and served.backend == f"onnx ({FP32_FILE})"
-    out = served.embed(TEXTS, [6, 12])
     torch_served = load_embedder(export_dir, backend="torch")
-    reference = torch_served.embed(TEXTS, [6])[6]
+    reference = _at(torch_served, 6)
     assert torch_served.backend == "torch"
-    assert np.abs(out[6] - reference).max() <= 1e-5 and out[12].shape == (4, 12)
+    assert np.abs(_at(served, 6) - reference).max() <= 1e-5 and _at(served, 12).shape == (4, 12)
     fastest = load_embedder(export_dir)  # auto: the fastest files every head holds
     assert fastest.backend == f"onnx ({INT8_FILE})"
-    assert ((fastest.embed(TEXTS, [6])[6] * reference).sum(axis=1) > 0.9).all()
+    assert ((_at(fastest, 6) * reference).sum(axis=1) > 0.9).all()
 
 
 def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):
-    student = build_student(StudentConfig(model=str(tiny_bert), heads=[6], max_length=8))
+    student = build_student(StudentConfig(model=str(tiny_bert), heads=[6], max_seq_length=8))
     (path,) = export_all(student, [6], tmp_path)
     with pytest.raises(JasperError, match="--format onnx"):
         OnnxEmbedder(path)

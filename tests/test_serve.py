@@ -33,7 +33,7 @@ KEY = "s3cret-key-for-tests"
 def run_dir(tiny_bert, tmp_path_factory) -> Path:
     """A tiny trained-looking run: a saved student with heads 12 and 6, both exported."""
     run = tmp_path_factory.mktemp("serve") / "tiny-run"
-    student = build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_length=8))
+    student = build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_length=4, max_seq_length=8))
     save_student(student, run / "student")
     export_all(student, [12, 6], run / "export")
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "tiny"}))
@@ -92,7 +92,8 @@ def test_models_and_health(client):
         ({"model": "tiny", "input": [[1, 2, 3]]}, 400, "token arrays are not supported"),
         ({"model": "tiny", "input": "a", "dimensions": "6"}, 400, "'dimensions'"),
         ({"model": "tiny", "input": "a", "encoding_format": "int8"}, 400, "'encoding_format'"),
-        ({"model": "tiny", "input": ""}, 400, "empty strings"),
+        ({"model": "tiny", "input": ""}, 400, "nothing to embed"),
+        ({"model": "tiny", "input": ["ok", "\u200b\ufeff\u0007\ue000"]}, 400, "nothing to embed (at [1])"),
         ({"model": "tiny", "input": []}, 400, "'input' is empty"),
         ({"model": "tiny", "input": ["a"] * 11}, 400, "limit is 10"),
         ({"model": "tiny", "input": "a", "dimensions": 7}, 400, "valid: [12, 6]"),

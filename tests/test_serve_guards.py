@@ -33,7 +33,7 @@ from test_serve import _free_port
 @pytest.fixture(scope="module")
 def run_dir(tiny_bert, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("guards") / "tiny-run"
-    save_student(build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_length=8)), run / "student")
+    save_student(build_student(StudentConfig(model=str(tiny_bert), heads=[12, 6], max_seq_length=8)), run / "student")
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "tiny"}))
     return run
 
@@ -89,12 +89,12 @@ class _Recorder:
         self.batches: list[list[str]] = []
         self.threads: set[int] = set()
 
-    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
+    def embed_each(self, texts: list[str], heads: list[int], roles: list[str]) -> dict[int, np.ndarray]:
         self.batches.append(list(texts))
         self.threads.add(threading.get_ident())
         return {4: np.ones((len(texts), 4), dtype=np.float32)}
 
-    def token_counts(self, texts: list[str]) -> list[int]:
+    def token_counts(self, texts: list[str], roles: list[str]) -> list[int]:
         self.threads.add(threading.get_ident())
         return [len(t.split()) for t in texts]
 
@@ -151,7 +151,7 @@ def test_each_text_goes_through_its_own_heads_model_only():
     seen: dict[int, list[str]] = {8: [], 2: []}
 
     def model(dim: int):
-        def encode(texts: list[str]) -> np.ndarray:
+        def encode(texts: list[str], role: str) -> np.ndarray:
             seen[dim].extend(texts)
             return np.full((len(texts), dim), float(dim), dtype=np.float32)
 

@@ -28,6 +28,7 @@ from jasper.errors import JasperError
 from jasper.eval.report import print_table, write_markdown, write_report
 from jasper.eval.scores import scores_as_dicts
 from jasper.locks import folder_lock
+from jasper.paths import check_export_target
 from jasper.run_check import check_run
 from jasper.run_folder import RunFolder
 from jasper.runtime import set_threads
@@ -101,16 +102,24 @@ def tracked(config: RunConfig) -> Iterator[Tracking | None]:
 
 
 def _export(
-    config: RunConfig, dims: list[int], out: Path | None, onnx: bool = False, quantize: str | None = None
+    config: RunConfig,
+    dims: list[int],
+    out: Path | None,
+    onnx: bool = False,
+    quantize: str | None = None,
+    force: bool = False,
 ) -> list[Path]:
     """The heads under `out` (`dim-<D>/` each) or the one head into `out` itself, each with its card (and its ONNX
-    copies) written before the folder is swapped in whole; then the image side beside them."""
+    copies) written before the folder is swapped in whole; then the image side beside them. An `out` of the user's
+    is checked first: a new or empty folder, or an earlier export when `force` (jasper.paths)."""
     from jasper.export.card import card_writer
     from jasper.export.image import export_image_side
     from jasper.export.sentence_transformers import export_all, export_head
     from jasper.models.student import load_student
 
     run = config.folder
+    if out is not None:
+        check_export_target(out, force)
     if not run.has_student:
         raise JasperError(f"run '{config.name}' has no trained student at '{run.student}': run `jasper train` first")
     student = load_student(run.student)
@@ -221,10 +230,12 @@ class Run:
         quantize: str | None = None,
         push_to_hub: str | None = None,
         private: bool = False,
+        force: bool = False,
     ) -> list[Path]:
         """Write the heads `dims` (default `export.dims`, else every head) as sentence-transformers folders with
         model cards: `<out or run/export>/dim-<D>/`, or `out` itself for one head; `format='onnx'` adds ONNX copies
-        (`quantize='int8'` an int8 one too); `push_to_hub` uploads the one exported head to that hub repo."""
+        (`quantize='int8'` an int8 one too); `push_to_hub` uploads the one exported head to that hub repo. An `out`
+        holding an earlier export is replaced only with `force`; any other non-empty `out` is refused."""
         config = self.config
         dims = dims or config.export.dims or config.student.heads
         if push_to_hub and len(dims) != 1:
@@ -232,7 +243,7 @@ class Run:
         if format not in EXPORT_FORMATS or (quantize and format != "onnx"):
             raise JasperError(f"--format {format} --quantize {quantize}: use --format onnx [--quantize int8]")
         with session(config, record=False):
-            paths = _export(config, dims, Path(out) if out is not None else None, format == "onnx", quantize)
+            paths = _export(config, dims, Path(out) if out is not None else None, format == "onnx", quantize, force)
         if push_to_hub:
             from jasper.export.hub import push_folder
 

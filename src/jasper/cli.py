@@ -14,7 +14,8 @@ from typing import Annotated, Any, Optional, TypeVar, cast
 import typer
 
 from jasper.data.images import MAX_IMAGE_PIXELS
-from jasper.errors import JasperError, describe_os_error
+from jasper.errors import JasperError, describe_failure
+from jasper.paths import check_output_file
 from jasper.run_folder import RunFolder
 from jasper.runtime import setup_logging
 from jasper.serve.limits import Limits
@@ -54,14 +55,14 @@ def _guard(action: Command) -> Command:
             return action(*args, **kwargs)
         except JasperError as error:
             _say(str(error))
-        except OSError as error:
-            described = describe_os_error(error)
-            if described is None:
-                raise
-            _say(described)
         except KeyboardInterrupt:
             typer.secho("interrupted: rerun the same command to resume from what was saved", err=True)
             raise typer.Exit(130) from None
+        except Exception as error:  # a full disk or a size limit, said by whichever library wrote; else a bug
+            described = describe_failure(error)
+            if described is None:
+                raise
+            _say(described)
         return None
 
     return cast(Command, wrapper)
@@ -154,10 +155,11 @@ def export(
     quantize: Annotated[
         Optional[str], typer.Option(help="with --format onnx: int8 adds a dynamically quantized copy")  # noqa: UP045
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an earlier export in --out")] = False,
     overrides: Overrides = None,
 ) -> None:
     """Write sentence-transformers folders (with model cards) for the chosen heads; optionally upload one."""
-    _run(run, overrides).export(dim, out, format, quantize, push_to_hub, private)
+    _run(run, overrides).export(dim, out, format, quantize, push_to_hub, private, force)
 
 
 @app.command()
@@ -235,6 +237,10 @@ def encode(
     truncate: Annotated[
         bool, typer.Option(help="cut a plain model's vectors to --dim (only for Matryoshka-trained models)")
     ] = False,
+    prompt_name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(help="query or document: read the texts with the model's prompt for that; default its default"),
+    ] = None,
     max_image_pixels: Annotated[
         int, typer.Option(help="the largest image opened, in pixels (a guard against decompression bombs)")
     ] = MAX_IMAGE_PIXELS,
@@ -247,6 +253,7 @@ def encode(
 
     if (input is None) == (images is None):
         raise JasperError("give exactly one of --input (a file of texts) or --images (a folder of images)")
+    check_output_file(out)  # before the work, not after it
     if images is not None:
         from jasper.data.images import set_max_image_pixels
         from jasper.encode import image_files
@@ -260,7 +267,7 @@ def encode(
         from jasper.data.corpus import read_corpus
 
         assert input is not None
-        vectors = load_model(model).encode(read_corpus(input), dim, batch_size, truncate)
+        vectors = load_model(model).encode(read_corpus(input), dim, batch_size, truncate, prompt_name)
     if not np.isfinite(vectors).all():
         raise JasperError(
             f"'{model}' gave non-finite vectors (NaN/inf) for {input or images}: nothing written to {out}"
@@ -287,6 +294,8 @@ def compare(
     """Two runs' reports side by side, with the difference (e.g. a loss ablation)."""
     from jasper.eval.compare import compare_reports, print_comparison
 
+    if out is not None:
+        check_output_file(out)
     markdown = print_comparison(compare_reports(run_a, run_b), run_a.name, run_b.name)
     if out is not None:
         from jasper.io import atomic_write_text

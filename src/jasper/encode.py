@@ -13,6 +13,7 @@ import numpy as np
 from jasper.config import load_config
 from jasper.errors import JasperError
 from jasper.export.sentence_transformers import JASPER_EXPORT_META
+from jasper.prompts import ROLE_PROMPT_NAMES
 from jasper.run_folder import saved_student
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,32 @@ def load_sentence_transformer(name: str, device: str = "cpu") -> Any:
 
 
 def st_encode(
-    model: Any, texts: list[str], batch_size: int = 64, normalize: bool = True, progress: bool = False
+    model: Any,
+    texts: list[str],
+    batch_size: int = 64,
+    normalize: bool = True,
+    progress: bool = False,
+    role: str = "text",
 ) -> np.ndarray:
-    """`SentenceTransformer.encode` as jasper calls it everywhere: float32 rows, L2-normalised by default."""
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
+    """`SentenceTransformer.encode` as jasper calls it everywhere: float32 rows, L2-normalised by default; a query
+    through `encode_query`, a document through `encode_document` (each with the model's own prompt for it)."""
+    method = {"query": model.encode_query, "document": model.encode_document}.get(role, model.encode)
+    vectors = method(texts, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=progress)
     return np.asarray(vectors, dtype=np.float32)
+
+
+def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Token count of each text before truncation (special tokens included)."""
+    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+
+
+def say_cut(tokenizer: Any, texts: list[str], limit: int, what: str) -> int:
+    """Log how many of `texts` are longer than `limit` tokens (the model reads only their first `limit`)."""
+    cut = sum(n > limit for n in token_counts(tokenizer, texts))
+    if cut:
+        logger.info("%s: %s of %s texts are longer than its max_seq_length %d and are cut there", what, f"{cut:,}",
+                    f"{len(texts):,}", limit)  # fmt: skip
+    return cut
 
 
 def model_dim(model: Any) -> int:
@@ -85,22 +107,37 @@ class EmbeddingModel:
         self._images: Any = None
 
     def encode(
-        self, texts: list[str], dim: int | None = None, batch_size: int = 64, truncate: bool = False
+        self,
+        texts: list[str],
+        dim: int | None = None,
+        batch_size: int = 64,
+        truncate: bool = False,
+        prompt_name: str | None = None,
     ) -> np.ndarray:
-        """L2-normalised vectors (N, dim) of `texts`; dim None = FC1 (or the model's own output).
+        """L2-normalised vectors (N, dim) of `texts`; dim None = FC1 (or the model's own output). `prompt_name`
+        `query` or `document` reads them with the model's prompt for that (as `encode_query` / `encode_document`);
+        None with its default prompt, if it has one. Texts longer than the model reads are counted in the log.
 
         `truncate=True` cuts a plain model's vectors to `dim` anyway, for models trained Matryoshka-style.
         """
+        if prompt_name is not None and prompt_name not in ROLE_PROMPT_NAMES:
+            raise JasperError(f"prompt name '{prompt_name}': choose {' or '.join(ROLE_PROMPT_NAMES)}")
+        role = prompt_name or "text"
         if self.student is not None:
             chosen = dim if dim is not None else self.dims[0]
             if chosen not in self.dims:
                 raise JasperError(f"dim {chosen} is not a head of '{self.student_dir}' (heads: {self.dims})")
-            return np.asarray(self.student.encode(texts, [chosen], batch_size=batch_size, progress=True)[chosen])
+            student = self.student
+            say_cut(student.tokenizer, student.inputs(texts, role), student.max_seq_length, self.target)
+            found = student.encode(texts, [chosen], batch_size=batch_size, progress=True, role=role)
+            return np.asarray(found[chosen])
         model, own = self.sentence_transformer, self.dims[0]
         if dim is not None and dim != own:
             _check_truncation(self.target, own, dim, truncate)
         model.truncate_dim = dim if dim != own else None
-        return st_encode(model, texts, batch_size, progress=True)
+        if model.max_seq_length:
+            say_cut(model.tokenizer, texts, int(model.max_seq_length), self.target)
+        return st_encode(model, texts, batch_size, progress=True, role=role)
 
     def encode_images(self, images: list[Any], dim: int | None = None, batch_size: int = 32) -> np.ndarray:
         """Unit vectors (N, dim) of images (paths or PIL images), in the space of the same head's text vectors."""
@@ -124,10 +161,15 @@ class EmbeddingModel:
 
 
 def encode_texts(
-    target: str, texts: list[str], dim: int | None, batch_size: int = 64, truncate: bool = False
+    target: str,
+    texts: list[str],
+    dim: int | None,
+    batch_size: int = 64,
+    truncate: bool = False,
+    prompt_name: str | None = None,
 ) -> np.ndarray:
     """L2-normalised vectors (N, dim) of `texts` by the model at `target` (see `EmbeddingModel`)."""
-    return EmbeddingModel(target).encode(texts, dim, batch_size, truncate)
+    return EmbeddingModel(target).encode(texts, dim, batch_size, truncate, prompt_name)
 
 
 def _check_truncation(target: str, own: int, dim: int, truncate: bool) -> None:

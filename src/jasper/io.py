@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jasper.errors import JasperError
+from jasper.errors import JasperError, write_cause
 
 
 def _current_umask() -> int:
@@ -26,26 +26,18 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-# what libraries say when a write fails for lack of space (torch, safetensors, protobuf word it their own way)
-WRITE_FAILED = ("No space left on device", "Disk quota exceeded", "os error 28", "StorageFull", "file write failed")
-
-
 def write_failure(path: Path, error: BaseException) -> JasperError | None:
-    """A one-line error for a write that failed for lack of space (a full disk or quota), naming `path` and what to
-    do; None for any other failure (and for an error already meant for the user)."""
-    if isinstance(error, JasperError):
+    """A one-line error for a write that failed for lack of space, a quota or a file-size limit, naming `path` and
+    what to do; None for any other failure (and for an error already meant for the user)."""
+    cause = write_cause(error)
+    if cause is None:
         return None
-    seen: BaseException | None = error
-    while seen is not None:
-        full = isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT)
-        if full or any(words in str(seen) for words in WRITE_FAILED):
-            first = (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
-            return JasperError(
-                f"cannot write '{path}' ({first}): the disk is full. Free some space and rerun the same command: "
-                "it resumes from what was saved"
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None
+    code, said, _ = cause
+    what = "the file is over this system's size limit (`ulimit -f`)" if code == errno.EFBIG else "the disk is full"
+    return JasperError(
+        f"cannot write '{path}' ({said}): {what}. Free some space (or lift the limit) and rerun the same command: it "
+        "resumes from what was saved"
+    )
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:

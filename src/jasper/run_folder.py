@@ -35,15 +35,14 @@ class RunFolder:
         """A built-in corpus, written once."""
         return self.root / "corpus.txt"
 
-    @property
-    def heldout_articles(self) -> Path:
-        """The built-in corpus's held-out Wikipedia articles (for the derived retrieval task)."""
-        return self.root / "heldout_articles.json"
+    def heldout_articles(self, split: str = "test") -> Path:
+        """The built-in corpus's held-out Wikipedia articles of a split of the derived retrieval task (test: the
+        reported one; dev: the one `eval_every` watches)."""
+        return self.root / ("heldout_articles.json" if split == "test" else f"heldout_{split}_articles.json")
 
-    @property
-    def heldout_retrieval(self) -> Path:
-        """The derived retrieval task of a corpus with article ids."""
-        return self.root / "heldout_retrieval.json"
+    def heldout_retrieval(self, split: str = "test") -> Path:
+        """A split of the derived retrieval task of a corpus with article ids."""
+        return self.root / ("heldout_retrieval.json" if split == "test" else f"heldout_retrieval_{split}.json")
 
     @property
     def checkpoints(self) -> Path:

@@ -38,6 +38,10 @@ def _annotation(path: list[str]) -> Any:
     for part in path:
         if part.isdigit():
             continue
+        if get_origin(annotation) is dict:  # `student.prompts.query`: a key of a mapping, its value's type
+            annotation = get_args(annotation)[1]
+            model = _model_in(annotation)
+            continue
         if model is None or part not in model.model_fields:
             return None
         annotation = model.model_fields[part].annotation
@@ -70,11 +74,27 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node: Any = tree
     for i, part in enumerate(path[:-1]):
         node = node[_list_index(node, part, path[: i + 1])] if isinstance(node, list) else node.setdefault(part, {})
+        if node is None:  # a section the config sets to null, e.g. `vision:`: the override fills it
+            node = _parent(tree, path[: i + 1])[_key(path[i])] = {}
+        if not isinstance(node, (dict, list)):
+            where = ".".join(path[: i + 1])
+            raise ConfigError(f"override '{'.'.join(path)}': '{where}' is a value ({node!r}), not a section")
     last = path[-1]
     if isinstance(node, list):
         node[_list_index(node, last, path)] = value
     else:
         node[last] = value
+
+
+def _parent(tree: dict[str, Any], path: list[str]) -> Any:
+    node: Any = tree
+    for part in path[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def _key(part: str) -> Any:
+    return int(part) if part.isdigit() else part
 
 
 def _list_index(node: list[Any], part: str, path: list[str]) -> int:
@@ -150,6 +170,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"config file '{path}' does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8, or check it is the config"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested too deeply to be a config") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -199,6 +225,7 @@ def _path_nodes(data: dict[str, Any]) -> list[tuple[Any, Any]]:
             value = holder[key]
             nodes += [(value, i) for i in range(len(value))] if isinstance(value, list) else [(holder, key)]
     nodes += [(source, "path") for source in data["corpus"].get("sources") or [] if source.get("path")]
+    nodes += [(bench, "dir") for bench in (data.get("eval") or {}).get("retrieval") or [] if bench.get("dir")]
     return nodes
 
 

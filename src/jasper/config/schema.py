@@ -12,6 +12,9 @@ from jasper.errors import JasperError
 from jasper.run_folder import RunFolder
 
 LossName = Literal["cosine", "similarity", "resim"]
+# what a corpus row is: a query (short, searched with), a document (searched in), or plain text (both, or neither)
+Role = Literal["text", "query", "document"]
+ROLES: tuple[Role, ...] = ("text", "query", "document")
 
 
 class ConfigError(JasperError):
@@ -32,6 +35,7 @@ class SourceConfig(_Strict):
     article_field: str | None = None  # JSON lines: the article id of each row, so whole articles can be held out
     max_texts: int | None = Field(default=None, ge=0)  # a seeded random sample (0: only its held-out articles)
     share: float | None = Field(default=None, gt=0, allow_inf_nan=False)  # or this share of corpus.max_texts
+    role: Role = "text"  # what its rows are: each teacher (and the student) reads them with that role's prompt
 
     @model_validator(mode="after")
     def _one_origin(self) -> SourceConfig:
@@ -52,9 +56,13 @@ class CorpusConfig(_Strict):
     sources: list[SourceConfig] | None = None  # several files/datasets, each with its max_texts or share
     text_field: str = "text"
     article_field: str | None = None
+    role: Role = "text"  # what the rows of `path` / `dataset` / `source` are (`sources` give their own)
     max_texts: int | None = Field(default=None, gt=0)  # a seeded random sample (split over `sources` by share)
     holdout: int = Field(default=256, ge=0)  # rows kept out of training for agreement eval
     holdout_articles: int = Field(default=10, ge=0)  # whole articles kept out of training, for derived retrieval
+    # more whole articles kept out, for the derived task's dev split: what `eval_every` scores while training, so
+    # that no choice is made on the reported task
+    holdout_dev_articles: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _one_origin(self) -> CorpusConfig:
@@ -73,17 +81,24 @@ class CorpusConfig(_Strict):
             return list(self.sources)
         if self.source is not None:
             return []
-        fields = {"path", "dataset", "split", "text_field", "article_field"}
+        fields = {"path", "dataset", "split", "text_field", "article_field", "role"}
         return [SourceConfig(**self.model_dump(include=fields))]
 
 
 class TeacherConfig(_Strict):
-    """One teacher: a sentence-transformers model or a `module:function` callable."""
+    """One teacher: a sentence-transformers model, a `module:function` callable or an OpenAI-compatible API."""
+
+    def prompt_for(self, role: str) -> str:
+        """The prompt this teacher reads a row of `role` with."""
+        return self.prompts.get(role, self.prompt)  # type: ignore[call-overload]
 
     name: str
     backend: Literal["sentence-transformers", "callable", "openai-api"] = "sentence-transformers"
     model: str
-    prompt: str = ""
+    prompt: str = ""  # put before every text it reads, unless `prompts` has one for the row's role
+    # per role (query, document, text): e.g. e5 {query: "query: ", document: "passage: "}, bge an instruction for
+    # queries and "" for documents. The store keys vectors by the exact text the teacher read
+    prompts: dict[Role, str] = {}
     batch_size: int = Field(default=64, gt=0)
     max_length: int | None = Field(default=None, gt=0)
     trust_remote_code: bool = False
@@ -115,7 +130,15 @@ class StudentConfig(_Strict):
     model: str
     trust_remote_code: bool = False
     keep_layers: list[int] | None = None
-    max_length: int = Field(default=128, gt=0)
+    max_length: int = Field(default=128, gt=0)  # the training cut: tokens of a text the student learns from
+    # how long the exported and served student reads (its exports' max_seq_length, and what evaluation scores);
+    # None: the base model's own limit (256 for all-MiniLM-L6-v2), never the training cut
+    max_seq_length: int | None = Field(default=None, gt=0)
+    # the student's own prompts by role, written into its exports so that sentence-transformers' encode_query /
+    # encode_document (and prompt_name=) apply them; a corpus row is read with its role's prompt in training too
+    prompts: dict[Literal["query", "document"], str] = {}
+    # the prompt of plain text (role text, and `encode()` without a prompt name): a key of `prompts`, or None
+    default_prompt_name: Literal["query", "document"] | None = None
     heads: list[int] = Field(min_length=1)
     head_mode: Literal["independent", "prefix"] = "independent"
     head_init: Literal["random", "ridge"] = "random"  # ridge: closed-form fit on frozen features
@@ -131,6 +154,11 @@ class StudentConfig(_Strict):
             raise ValueError(f"student.heads must be distinct positive dims, got {self.heads}")
         if self.head_mode == "prefix" and any(d > self.heads[0] for d in self.heads[1:]):
             raise ValueError("with head_mode=prefix every short head must be <= the FC1 dim")
+        if self.default_prompt_name is not None and self.default_prompt_name not in self.prompts:
+            raise ValueError(
+                f"student.default_prompt_name '{self.default_prompt_name}' is not a key of student.prompts "
+                f"({sorted(self.prompts)})"
+            )
         return self
 
 
@@ -169,6 +197,9 @@ class StageConfig(_Strict):
     # batches drawn from pools of this many batches sorted by token length: little padding, each row still
     # once per epoch; 1 = plain random batches
     length_pool: int = Field(default=1, ge=1)
+    # a batch holds at most batch_size rows and at most this many padded tokens (rows x its longest text): batches
+    # of long documents hold fewer rows than batches of short sentences (with length_pool, lengths sort together)
+    max_batch_tokens: int | None = Field(default=None, gt=0)
     steps: int | None = Field(default=None, gt=0)
     epochs: float | None = Field(default=None, gt=0)
     checkpoint_every: int = Field(default=200, gt=0)
@@ -201,6 +232,8 @@ class StageConfig(_Strict):
             raise ValueError(f"stage '{self.name}' has no losses")
         if self.keep_best and self.eval_every is None:
             raise ValueError(f"stage '{self.name}': keep_best needs eval_every (how often the dev set is scored)")
+        if self.max_batch_tokens is not None and self.batching == "clustered":
+            raise ValueError(f"stage '{self.name}': max_batch_tokens works with batching: random, not clustered")
         if self.train == "vision" and (self.batching != "random" or self.eval_every is not None):
             raise ValueError(f"stage '{self.name}': a vision stage takes neither batching: clustered nor eval_every")
         return self
@@ -228,6 +261,22 @@ def paper_stages() -> list[StageConfig]:
     ]
 
 
+class RetrievalBenchmarkConfig(_Strict):
+    """A retrieval benchmark in BEIR's layout (e.g. SciFact): a local folder, else its hub copy (MTEB's)."""
+
+    name: str  # its rows in the report: `<name>-<split>:ndcg@10` and `:recall@100`
+    dir: str | None = None  # a local BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
+    hub: str | None = None  # its hub id (MTEB's copy, e.g. mteb/scifact), read where `dir` is absent (`datasets`)
+    splits: list[str] = Field(default=["test"], min_length=1)  # choose settings on train (or dev), report test
+    teachers: bool = True  # score the teachers too (long documents take a CPU-bound teacher long)
+
+    @model_validator(mode="after")
+    def _an_origin(self) -> RetrievalBenchmarkConfig:
+        if self.dir is None and self.hub is None:
+            raise ValueError(f"retrieval benchmark '{self.name}' needs a `dir` (a BEIR folder) or a `hub` id")
+        return self
+
+
 class EvalConfig(_Strict):
     """Quick evaluation after training."""
 
@@ -238,6 +287,7 @@ class EvalConfig(_Strict):
     zero_shot_prompt: str = "a photo of a {}."
     stsb_dev: bool = False  # also score STS-B dev (what budgets and learning rates are tuned on, never test)
     sts_files: list[str] = []  # more STS-B-format files, each its own task
+    retrieval: list[RetrievalBenchmarkConfig] = []  # retrieval benchmarks in BEIR's layout (SciFact, ...)
     models: list[str] = []  # extra sentence-transformers models (folders or hub ids) to put in the table
     batch_size: int = Field(default=64, gt=0)
     teachers: bool = True

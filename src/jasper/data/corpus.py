@@ -6,6 +6,7 @@ import codecs
 import gzip
 import hashlib
 import json
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,6 +92,8 @@ def read_records(
             record = json.loads(line)
         except json.JSONDecodeError as bad:
             raise error(f"{what} '{path}' line {number} is not JSON: {bad.msg}") from None
+        except RecursionError:
+            raise error(f"{what} '{path}' line {number} is JSON nested too deeply to be a record") from None
         if not isinstance(record, dict):
             raise error(f"{what} '{path}' line {number} is not a JSON object")
         yield number, record
@@ -118,9 +121,17 @@ def check_unicode(text: str, path: Path, line: int) -> None:
 
 
 def _read_parquet(path: Path, field: str) -> list[str]:
+    import pyarrow
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pyarrow.ArrowException, OSError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise CorpusError(
+            f"corpus '{path}' is named .parquet but cannot be read as Parquet ({first}): rename it to what it holds "
+            "(.txt, .jsonl) or write it again"
+        ) from None
     if field not in table.column_names:
         raise CorpusError(f"corpus '{path}' has no column '{field}' (columns: {table.column_names})")
     values = table.column(field).to_pylist()
@@ -156,13 +167,26 @@ def read_corpus(path: str | Path, text_field: str = "text") -> list[str]:
     return texts
 
 
+CONTENT_CATEGORIES = ("L", "N", "P", "S")  # letters, numbers, punctuation, symbols: what a model can read
+
+
+def has_content(text: str) -> bool:
+    """Whether `text` holds something to embed: a letter, number, punctuation mark or symbol, not only whitespace,
+    control, format (zero-width, BOM), private-use or unassigned characters, which tokenizers drop."""
+    return any(unicodedata.category(c)[0] in CONTENT_CATEGORIES and unicodedata.category(c) != "Co" for c in text)
+
+
 def check_texts(texts: list[str], origin: str) -> None:
-    """Refuse an empty corpus or empty/whitespace-only texts, naming where they are."""
+    """Refuse an empty corpus or texts with nothing to embed (empty, whitespace, zero-width or control characters
+    only), naming where they are."""
     if not texts:
         raise CorpusError(f"corpus '{origin}' is empty: it holds no texts")
-    empty = [i + 1 for i, text in enumerate(texts) if not text.strip()]
+    empty = [i + 1 for i, text in enumerate(texts) if not has_content(text)]
     if empty:
-        raise CorpusError(f"corpus '{origin}' has empty texts at {_where(empty)}")
+        raise CorpusError(
+            f"corpus '{origin}' has texts with nothing to embed (empty, or only whitespace, control or zero-width "
+            f"characters) at {_where(empty)}"
+        )
 
 
 def texts_hash(texts: list[str]) -> str:

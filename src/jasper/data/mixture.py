@@ -145,14 +145,21 @@ def _shingles(text: str) -> Iterator[tuple[str, ...]]:
         yield tuple(words[start : start + SHINGLE_WORDS])
 
 
-def hold_out_articles(sources: list[SourceRows], count: int, seed: int) -> HeldOutRetrieval:
-    """Choose `count` seeded-random articles with a query sentence and at least one other passage."""
+def hold_out_articles(sources: list[SourceRows], count: int, seed: int, dev: int = 0) -> dict[str, HeldOutRetrieval]:
+    """{"test": `count` seeded-random articles, "dev": the next `dev`}, each an article with a query sentence and at
+    least one other passage; the test articles do not depend on `dev`."""
     by_article: dict[str, list[str]] = {}
     for rows in sources:
         for text, article in zip(rows.texts, rows.articles or [], strict=False):
             by_article.setdefault(article, []).append(text)
     eligible = sorted(a for a, texts in by_article.items() if len(texts) >= 2 and _first_sentence(texts[0]))
-    chosen = sorted(np.random.default_rng([seed, 7]).permutation(eligible)[:count].tolist()) if count else []
+    order = np.random.default_rng([seed, 7]).permutation(eligible).tolist() if count + dev else []
+    splits = {"test": sorted(order[:count]), "dev": sorted(order[count : count + dev])}
+    return {split: _retrieval_task(chosen, by_article) for split, chosen in splits.items() if chosen or split == "test"}
+
+
+def _retrieval_task(chosen: list[str], by_article: dict[str, list[str]]) -> HeldOutRetrieval:
+    """The first sentence of each article's first passage as the query, its other passages as the relevant ones."""
     task = HeldOutRetrieval(articles=chosen)
     for article in chosen:
         first, *others = by_article[article]
@@ -162,10 +169,9 @@ def hold_out_articles(sources: list[SourceRows], count: int, seed: int) -> HeldO
     return task
 
 
-def _without_heldout(rows: SourceRows, heldout: HeldOutRetrieval, shingles: set[tuple[str, ...]]) -> list[int]:
+def _without_heldout(rows: SourceRows, articles: set[str], shingles: set[tuple[str, ...]]) -> list[int]:
     """Indices of the rows that do not come from a held-out article."""
     if rows.articles is not None:
-        articles = set(heldout.articles)
         return [i for i, a in enumerate(rows.articles) if a not in articles]
     keep = []
     for i, text in enumerate(rows.texts):
@@ -175,30 +181,46 @@ def _without_heldout(rows: SourceRows, heldout: HeldOutRetrieval, shingles: set[
     return keep
 
 
-def build_corpus(corpus: CorpusConfig, seed: int) -> tuple[list[str], HeldOutRetrieval | None]:
-    """The run's training texts (deduplicated, in source order) and the held-out retrieval task, if any."""
+@dataclass
+class BuiltCorpus:
+    """A run's training rows (each text with its role) and the derived retrieval tasks of its held-out articles."""
+
+    texts: list[str]
+    roles: list[str]
+    heldout: dict[str, HeldOutRetrieval] = field(default_factory=dict)  # "test" (reported) and "dev" (watched)
+
+
+def build_corpus(corpus: CorpusConfig, seed: int) -> BuiltCorpus:
+    """The run's training rows (deduplicated per role, in source order) and the held-out retrieval tasks, if any."""
     sources = corpus.source_list()
     counts = source_counts(corpus, sources)
+    holding_out = corpus.holdout_articles + corpus.holdout_dev_articles
     read = [
-        _read_dataset(s, None if corpus.holdout_articles and s.article_field else c, seed + i)
+        _read_dataset(s, None if holding_out and s.article_field else c, seed + i)
         if s.dataset is not None
         else _read_file(s)
         for i, (s, c) in enumerate(zip(sources, counts, strict=True))
     ]
     with_articles = [r for r in read if r.articles is not None]
-    heldout = hold_out_articles(with_articles, corpus.holdout_articles, seed) if with_articles else None
-    shingles = {g for p in (heldout.passages if heldout else []) for g in _shingles(p)}
-    shingles |= {g for q in (heldout.queries if heldout else []) for g in _shingles(q)}
-    texts: list[str] = []
-    for index, (rows, count) in enumerate(zip(read, counts, strict=True)):
-        keep = _without_heldout(rows, heldout, shingles) if heldout else list(range(len(rows.texts)))
+    heldout = (
+        hold_out_articles(with_articles, corpus.holdout_articles, seed, corpus.holdout_dev_articles)
+        if with_articles
+        else {}
+    )
+    articles = {a for task in heldout.values() for a in task.articles}
+    shingles = {g for task in heldout.values() for p in task.passages + task.queries for g in _shingles(p)}
+    rows: dict[tuple[str, str], None] = {}
+    taken = 0
+    for index, (source_rows, source, count) in enumerate(zip(read, sources, counts, strict=True)):
+        keep = _without_heldout(source_rows, articles, shingles) if heldout else list(range(len(source_rows.texts)))
         chosen = sample_rows(len(keep), count, seed + index)
-        texts.extend(rows.texts[keep[i]] for i in chosen)
+        rows.update(((source.role, source_rows.texts[keep[i]]), None) for i in chosen)
+        taken += len(chosen)
         logger.info(
-            "corpus source %d (%s): %s rows, %s in held-out articles, %s taken",
-            *(index + 1, rows.name, f"{len(rows.texts):,}", f"{len(rows.texts) - len(keep):,}", f"{len(chosen):,}"),
+            "corpus source %d (%s, %s): %s rows, %s in held-out articles, %s taken",
+            *(index + 1, source_rows.name, source.role, f"{len(source_rows.texts):,}"),
+            *(f"{len(source_rows.texts) - len(keep):,}", f"{len(chosen):,}"),
         )
-    unique = list(dict.fromkeys(texts))
-    if len(unique) < len(texts):
-        logger.info("corpus: %s duplicate texts dropped", f"{len(texts) - len(unique):,}")
-    return unique, heldout
+    if len(rows) < taken:
+        logger.info("corpus: %s duplicate texts dropped", f"{taken - len(rows):,}")
+    return BuiltCorpus([text for _, text in rows], [role for role, _ in rows], heldout)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -12,28 +13,53 @@ from jasper.data.corpus import CorpusError, check_texts, read_corpus
 from jasper.io import atomic_write_json, atomic_write_text
 
 
-def load_texts(config: RunConfig) -> list[str]:
-    """The run's texts (the same on every call); a built-in source is written once to `<run>/corpus.txt`."""
+@dataclass
+class Corpus:
+    """A run's rows: each text and its role (what it is: plain text, a query, a document)."""
+
+    texts: list[str]
+    roles: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def load_corpus(config: RunConfig) -> Corpus:
+    """The run's rows (the same on every call); a built-in source is written once to `<run>/corpus.txt`, the
+    held-out articles' derived retrieval tasks beside it."""
     corpus = config.corpus
     if corpus.source is None:
         from jasper.data.mixture import build_corpus
 
-        texts, retrieval = build_corpus(corpus, config.seed)
-        if retrieval is not None and retrieval.queries:
-            path = config.folder.heldout_retrieval
-            data = asdict(retrieval)
-            if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != data:
-                atomic_write_json(path, data)
-        return texts
+        built = build_corpus(corpus, config.seed)
+        for split, retrieval in built.heldout.items():
+            if retrieval.queries:
+                _write_if_changed(config.folder.heldout_retrieval(split), asdict(retrieval))
+        return Corpus(built.texts, built.roles)
     cached = config.folder.corpus
     if not cached.is_file():
         from jasper.data.sources import gensim_sample
 
-        texts, heldout = gensim_sample(corpus.max_texts, config.seed, corpus.holdout_articles)
+        texts, heldout, dev = gensim_sample(
+            corpus.max_texts, config.seed, corpus.holdout_articles, corpus.holdout_dev_articles
+        )
         check_texts(texts, str(corpus.source))
-        atomic_write_json(config.folder.heldout_articles, heldout)
+        atomic_write_json(config.folder.heldout_articles(), heldout)
+        if dev:
+            atomic_write_json(config.folder.heldout_articles("dev"), dev)
         atomic_write_text(cached, "\n".join(texts) + "\n")
-    return read_corpus(cached)
+    texts = read_corpus(cached)
+    return Corpus(texts, [corpus.role] * len(texts))
+
+
+def load_texts(config: RunConfig) -> list[str]:
+    """The run's texts, without their roles (`load_corpus`)."""
+    return load_corpus(config).texts
+
+
+def _write_if_changed(path: Path, data: object) -> None:
+    if not path.is_file() or json.loads(path.read_text(encoding="utf-8")) != data:
+        atomic_write_json(path, data)
 
 
 def split_rows(n_rows: int, holdout: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -60,23 +60,29 @@ def lee_background_sentences() -> list[str]:
     return [s for line in lines.splitlines() for s in split_sentences(line)]
 
 
-def heldout_article_titles(articles: list[tuple[str, list[str]]], count: int, seed: int) -> list[str]:
-    """Titles of `count` seeded-random articles with enough sentences for a retrieval query."""
+def heldout_article_titles(
+    articles: list[tuple[str, list[str]]], count: int, seed: int, dev: int = 0
+) -> list[list[str]]:
+    """[test titles, dev titles]: `count` seeded-random articles with enough sentences for a retrieval query, and
+    the next `dev` for the task's dev split (the test titles do not depend on `dev`)."""
     eligible = sorted(title for title, sentences in articles if len(sentences) >= MIN_HELDOUT_SENTENCES)
     random.Random(seed).shuffle(eligible)
-    return sorted(eligible[:count])
+    return [sorted(eligible[:count]), sorted(eligible[count : count + dev])]
 
 
-def gensim_sample(max_texts: int | None, seed: int, holdout_articles: int = 0) -> tuple[list[str], list[str]]:
-    """(sentences, held-out article titles): deduplicated Wikipedia + news sentences, shuffled with
-    `seed`, at most `max_texts`, none from the `holdout_articles` articles kept out for evaluation."""
+def gensim_sample(
+    max_texts: int | None, seed: int, holdout_articles: int = 0, dev_articles: int = 0
+) -> tuple[list[str], list[str], list[str]]:
+    """(sentences, held-out article titles, dev article titles): deduplicated Wikipedia + news sentences, shuffled
+    with `seed`, at most `max_texts`, none from the articles kept out for evaluation."""
     articles = wikipedia_articles()
-    heldout = heldout_article_titles(articles, holdout_articles, seed)
-    sentences = [s for title, article in articles if title not in heldout for s in article]
+    heldout, dev = heldout_article_titles(articles, holdout_articles, seed, dev_articles)
+    kept_out = set(heldout) | set(dev)
+    sentences = [s for title, article in articles if title not in kept_out for s in article]
     sentences += lee_background_sentences()
     unique = list(dict.fromkeys(s for s in sentences if _looks_like_prose(s)))
     random.Random(seed).shuffle(unique)
-    return (unique[:max_texts] if max_texts else unique), heldout
+    return (unique[:max_texts] if max_texts else unique), heldout, dev
 
 
 def _looks_like_prose(sentence: str) -> bool:

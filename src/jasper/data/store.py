@@ -1,6 +1,7 @@
 """The teacher-vector store, read by row: one folder per teacher, checked against its manifest when opened.
 
-Layout of `<store>/<teacher>/`: `manifest.json` (teacher, model, prompt, dim, rows, dtype, texts hash),
+Layout of `<store>/<teacher>/`: `manifest.json` (teacher, model, prompts, dim, rows, dtype, and the hash of the exact
+texts the teacher read, prompts included),
 `shard-NNNNN.npy` while computing (`store_writer`), `vectors.npy` (memory-mappable, L2-normalised rows) once
 complete.
 """
@@ -25,7 +26,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 UNIT_TOLERANCE = 0.01  # stored rows are unit vectors, rounded to float16
 # fields that must match between a manifest and the config/corpus that opens it
-IDENTITY_FIELDS = ("backend", "model", "prompt", "texts_sha256", "rows", "dtype", "shard_size")
+IDENTITY_FIELDS = ("backend", "model", "prompt", "prompts", "texts_sha256", "rows", "dtype", "shard_size")
+IDENTITY_DEFAULTS: dict[str, Any] = {"prompts": {}}  # what a manifest written before a field existed holds
 
 
 class StoreError(JasperError):
@@ -33,13 +35,15 @@ class StoreError(JasperError):
 
 
 def manifest_identity(config: TeacherConfig, texts: list[str], dtype: str, shard_size: int) -> dict[str, Any]:
-    """What a teacher's store must have been computed with, for these texts: the manifest's identity fields."""
+    """What a teacher's store must have been computed with, for these texts (what the teacher read, prompts in
+    place): the manifest's identity fields."""
     return {
         "format": FORMAT_VERSION,
         "teacher": config.name,
         "backend": config.backend,
         "model": config.model,
         "prompt": config.prompt,
+        "prompts": dict(config.prompts),
         "texts_sha256": texts_hash(texts),
         "rows": len(texts),
         "dtype": dtype,
@@ -68,11 +72,12 @@ def check_manifest(manifest: dict[str, Any], expected: dict[str, Any], teacher_d
     for key in IDENTITY_FIELDS:
         if key == "dtype" and key not in expected:
             continue
-        if manifest.get(key) != expected[key]:
-            what = "texts (another corpus)" if key == "texts_sha256" else key
+        stored = manifest.get(key, IDENTITY_DEFAULTS.get(key))
+        if stored != expected[key]:
+            what = "texts (another corpus, or other prompts)" if key == "texts_sha256" else key
             raise StoreError(
                 f"teacher store '{teacher_dir}' was computed with a different {what}: "
-                f"store has {manifest.get(key)!r}, config/corpus gives {expected[key]!r}. "
+                f"store has {stored!r}, config/corpus gives {expected[key]!r}. "
                 "Delete that folder or point store.dir elsewhere."
             )
 
@@ -110,14 +115,18 @@ def _verify(teacher_dir: Path, manifest: dict[str, Any]) -> None:
 class TeacherStore:
     """Read-only view of several teachers' vectors, concatenated when a batch is read."""
 
-    def __init__(self, store_dir: Path, teachers: list[TeacherConfig], texts: list[str]) -> None:
+    def __init__(
+        self, store_dir: Path, teachers: list[TeacherConfig], texts: list[str], roles: list[str] | str = "text"
+    ) -> None:
+        from jasper.teachers.base import teacher_inputs
+
         self.store_dir = Path(store_dir)
         self.names = [t.name for t in teachers]
         self.arrays: list[np.ndarray] = []
         self.dims: list[int] = []
-        digest = texts_hash(texts)
         for config in teachers:
-            array, dim = self._open_one(config, texts, digest)
+            inputs = teacher_inputs(config, texts, roles)
+            array, dim = self._open_one(config, inputs, texts_hash(inputs))
             self.arrays.append(array)
             self.dims.append(dim)
         self.rows = len(texts)
@@ -134,6 +143,7 @@ class TeacherStore:
             "backend": config.backend,
             "model": config.model,
             "prompt": config.prompt,
+            "prompts": dict(config.prompts),
             "texts_sha256": digest,
             "rows": len(texts),
             "shard_size": manifest.get("shard_size"),

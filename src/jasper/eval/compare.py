@@ -14,11 +14,19 @@ from jasper.errors import JasperError
 from jasper.run_folder import RunFolder
 
 
-def _rows(run: Path) -> dict[tuple[str, int, str], float]:
+def _rows(run: Path) -> dict[tuple[str, int, str], float | None]:
     report = RunFolder(run).report_json
     if not report.is_file():
         raise JasperError(f"'{run}' has no report.json: run `jasper eval {run}` first")
-    return {(r["model"], r["dim"], r["task"]): r["score"] for r in json.loads(report.read_text())["rows"]}
+    damaged = JasperError(f"'{report}' is damaged or not a jasper report: run `jasper eval {run}` to write it again")
+    try:
+        rows = json.loads(report.read_text(encoding="utf-8"))["rows"]
+        found = {(str(r["model"]), int(r["dim"]), str(r["task"])): r["score"] for r in rows}
+    except (ValueError, TypeError, KeyError, RecursionError):  # not JSON, not UTF-8, or another shape
+        raise damaged from None
+    if not all(isinstance(v, (int, float)) or v is None for v in found.values()):
+        raise damaged
+    return found
 
 
 def compare_reports(run_a: Path, run_b: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from jasper.config import RetrievalBenchmarkConfig
 from jasper.eval.sts import read_sts, stsb_split
 from jasper.eval.tasks import ClassificationTask, ClusteringTask, PairSimilarityTask, RetrievalTask, Task
 from jasper.run_folder import RunFolder
@@ -86,7 +87,7 @@ def newsgroup_posts(data: Path) -> tuple[list[str], np.ndarray]:
     return bodies, np.asarray(bunch["target"])
 
 
-def wiki_retrieval_task(titles: list[str]) -> RetrievalTask | None:
+def wiki_retrieval_task(titles: list[str], name: str = "wiki-retrieval-derived") -> RetrievalTask | None:
     """Derived retrieval: lead sentence of each held-out article -> its next passages (3 sentences each)."""
     from jasper.data.sources import wikipedia_articles
 
@@ -105,7 +106,7 @@ def wiki_retrieval_task(titles: list[str]) -> RetrievalTask | None:
         queries.append(sentences[0])
         relevant.append(set(range(len(passages), len(passages) + len(chunks))))
         passages.extend(chunks)
-    return RetrievalTask("wiki-retrieval-derived", queries, passages, relevant) if queries else None
+    return RetrievalTask(name, queries, passages, relevant) if queries else None
 
 
 def offline_tasks(
@@ -147,12 +148,51 @@ def offline_tasks(
     return tasks, notes
 
 
-def derived_retrieval(run: RunFolder) -> RetrievalTask | None:
-    """The run's derived retrieval task (from its held-out Wikipedia articles), or None when it holds none out."""
-    heldout = run.heldout_articles
-    retrieval = wiki_retrieval_task(json.loads(heldout.read_text())) if heldout.is_file() else None
-    if run.heldout_retrieval.is_file():
-        data = json.loads(run.heldout_retrieval.read_text(encoding="utf-8"))
+def benchmark_tasks(benchmarks: list[RetrievalBenchmarkConfig]) -> tuple[list[Task], list[str]]:
+    """A task per split of each retrieval benchmark: from its local folder when that is there, else from the hub;
+    a note naming what to pass when neither can be read."""
+    from jasper.eval.beir import BeirTask, read_beir_folder, read_beir_hub
+    from jasper.hub import HubUnavailable, require
+
+    tasks: list[Task] = []
+    notes: list[str] = []
+    for bench in benchmarks:
+        if bench.dir is not None and Path(bench.dir).is_dir():
+            data, origin = read_beir_folder(bench.dir, bench.splits), bench.dir
+        elif bench.hub is not None:
+            try:
+                require(bench.hub, f"retrieval benchmark '{bench.name}'", "dataset")
+            except HubUnavailable as error:
+                folder = f"no folder '{bench.dir}', and " if bench.dir else ""
+                notes.append(
+                    f"{bench.name} skipped: {folder}{error.reason}. Point its `dir` at a BEIR folder "
+                    f"(corpus.jsonl, queries.jsonl, qrels/) or run once online to cache '{bench.hub}'"
+                )
+                continue
+            data, origin = read_beir_hub(bench.hub, bench.splits), f"hf://datasets/{bench.hub}"
+        else:
+            notes.append(f"{bench.name} skipped: its folder '{bench.dir}' does not exist and it names no `hub` id")
+            continue
+        logger.info("%s: %d documents from %s", bench.name, len(data.documents), origin)
+        for split in bench.splits:
+            task = BeirTask.from_data(f"{bench.name}-{split}", data, split)
+            task.with_teachers = bench.teachers
+            tasks.append(task)
+    return tasks, notes
+
+
+DERIVED_TASK = "wiki-retrieval-derived"
+
+
+def derived_retrieval(run: RunFolder, split: str = "test") -> RetrievalTask | None:
+    """A split of the run's derived retrieval task (from its held-out Wikipedia articles), or None when it holds
+    none out. The test split is the reported task; the dev split (`corpus.holdout_dev_articles`) is what training
+    watches, named `<task>-dev`."""
+    name = DERIVED_TASK if split == "test" else f"{DERIVED_TASK}-{split}"
+    titles, prepared = run.heldout_articles(split), run.heldout_retrieval(split)
+    retrieval = wiki_retrieval_task(json.loads(titles.read_text()), name) if titles.is_file() else None
+    if prepared.is_file():
+        data = json.loads(prepared.read_text(encoding="utf-8"))
         relevant = [set(r) for r in data["relevant"]]
-        retrieval = RetrievalTask("wiki-retrieval-derived", data["queries"], data["passages"], relevant)
+        retrieval = RetrievalTask(name, data["queries"], data["passages"], relevant)
     return retrieval

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from jasper.config import EvalConfig, RunConfig, TeacherConfig
-from jasper.data.prepare import load_texts, split_rows
+from jasper.data.prepare import load_corpus, split_rows
 from jasper.data.store import TeacherStore
 from jasper.eval import metrics
 from jasper.eval.cache import ScoreCache, shared_cache_path
-from jasper.eval.offline_tasks import offline_tasks
+from jasper.eval.offline_tasks import benchmark_tasks, offline_tasks
 from jasper.eval.scores import Score
 from jasper.eval.tasks import Task, metric_names
 from jasper.models.student import Student
@@ -28,8 +28,8 @@ COSINE_TASK = "teacher-cosine"
 SIMILARITY_TASK = "teacher-similarity"
 ENCODE_CHUNK = 256
 
-# texts -> {dim: L2-normalised vectors}
-Encoder = Callable[[list[str]], dict[int, np.ndarray]]
+# (texts, role) -> {dim: L2-normalised vectors}: each model reads a text in a role with its own prompt for it
+Encoder = Callable[[list[str], str], dict[int, np.ndarray]]
 
 
 @dataclass
@@ -41,17 +41,21 @@ class Candidate:
     dims: list[int]
     encode: Encoder
     shared: bool = False  # the same model in every run (teacher, initialisation): scores go to the shared cache
-    # text -> {dim: vector}: tasks sharing texts (newsgroups classification and clustering) embed them once
-    memo: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
+    teacher: bool = False  # a teacher or their concatenation (tasks may leave teachers out: `eval.retrieval`)
+    # (role, text) -> {dim: vector}: tasks sharing texts (newsgroups classification and clustering, the splits of a
+    # retrieval benchmark) embed them once
+    memo: dict[tuple[str, str], dict[int, np.ndarray]] = field(default_factory=dict)
 
 
 def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> list[Score]:
     """Every task for every dim of the candidate, computing only what the cache lacks."""
     rows: list[Score] = []
     for task in tasks:
+        if candidate.teacher and not getattr(task, "with_teachers", True):
+            continue
         cached = cache.get(candidate.fingerprint, task)
         if cached is None:
-            vectors = _encode_all(candidate, task.texts, task.name)
+            vectors = _encode_all(candidate, task.texts, task.roles, task.name)
             cached = {dim: task.score(vectors[dim]) for dim in candidate.dims}
             cache.put(candidate.fingerprint, task, cached)
         for dim, values in cached.items():
@@ -59,16 +63,20 @@ def task_scores(candidate: Candidate, tasks: list[Task], cache: ScoreCache) -> l
     return rows
 
 
-def _encode_all(candidate: Candidate, texts: list[str], task: str) -> dict[int, np.ndarray]:
-    missing = list(dict.fromkeys(t for t in texts if t not in candidate.memo))
+def _encode_all(candidate: Candidate, texts: list[str], roles: list[str], task: str) -> dict[int, np.ndarray]:
+    """{dim: (len(texts), dim)} normalised vectors, text i read in role i; what the memo holds is not embedded again."""
+    keys = list(zip(roles, texts, strict=True))
+    missing = [key for key in dict.fromkeys(keys) if key not in candidate.memo]
     with progress_bar(len(missing), f"{candidate.name} {task}", "text") as bar:
-        for start in range(0, len(missing), ENCODE_CHUNK):
-            batch = missing[start : start + ENCODE_CHUNK]
-            found = candidate.encode(batch)
-            for row, text in enumerate(batch):
-                candidate.memo[text] = {dim: vectors[row] for dim, vectors in found.items()}
-            bar.update(len(batch))
-    return {d: metrics.normalize_rows(np.stack([candidate.memo[t][d] for t in texts])) for d in candidate.dims}
+        for role in dict.fromkeys(r for r, _ in missing):
+            mine = [text for r, text in missing if r == role]
+            for start in range(0, len(mine), ENCODE_CHUNK):
+                batch = mine[start : start + ENCODE_CHUNK]
+                found = candidate.encode(batch, role)
+                for row, text in enumerate(batch):
+                    candidate.memo[(role, text)] = {dim: vectors[row] for dim, vectors in found.items()}
+                bar.update(len(batch))
+    return {d: metrics.normalize_rows(np.stack([candidate.memo[k][d] for k in keys])) for d in candidate.dims}
 
 
 def agreement_rows(model: str, vectors: dict[int, np.ndarray], target: np.ndarray) -> list[Score]:
@@ -85,21 +93,23 @@ def _lazy(factory: Callable[[], Encoder]) -> Encoder:
     """An encoder that loads its model on first use, so fully cached models are never loaded."""
     loaded: list[Encoder] = []
 
-    def encode(texts: list[str]) -> dict[int, np.ndarray]:
+    def encode(texts: list[str], role: str) -> dict[int, np.ndarray]:
         if not loaded:
             loaded.append(factory())
-        return loaded[0](texts)
+        return loaded[0](texts, role)
 
     return encode
 
 
-def _student_encoder(student: object, dims: list[int | None], batch_size: int) -> Encoder:
+def _student_encoder(student: object, dims: list[int | None], batch_size: int, prompts: bool = True) -> Encoder:
+    """The student at `dims`, reading at its max_seq_length; `prompts=False` reads every text as given (the
+    initialisation: the base model has no prompts of its own)."""
     from jasper.models.student import Student
 
     assert isinstance(student, Student)
 
-    def encode(texts: list[str]) -> dict[int, np.ndarray]:
-        found = student.encode(texts, dims, batch_size=batch_size)
+    def encode(texts: list[str], role: str) -> dict[int, np.ndarray]:
+        found = student.encode(texts, dims, batch_size=batch_size, role=role if prompts else None)
         return {d if d is not None else student.hidden_size: v for d, v in found.items()}
 
     return encode
@@ -107,9 +117,10 @@ def _student_encoder(student: object, dims: list[int | None], batch_size: int) -
 
 def _teacher_encoder(config: TeacherConfig, dim: int) -> Encoder:
     from jasper.teachers import build_teacher
+    from jasper.teachers.base import teacher_inputs
 
     teacher = build_teacher(config)
-    return lambda texts: {dim: teacher.encode(texts)}
+    return lambda texts, role: {dim: teacher.encode(teacher_inputs(config, texts, role))}
 
 
 def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
@@ -117,8 +128,8 @@ def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
 
     model = load_sentence_transformer(name)
 
-    def encode(texts: list[str]) -> dict[int, np.ndarray]:
-        vectors = st_encode(model, texts, batch_size, normalize=False)
+    def encode(texts: list[str], role: str) -> dict[int, np.ndarray]:
+        vectors = st_encode(model, texts, batch_size, normalize=False, role=role)
         return {int(vectors.shape[1]): vectors}
 
     return encode
@@ -126,7 +137,7 @@ def _sentence_transformer_encoder(name: str, batch_size: int) -> Encoder:
 
 def _sentence_transformer_candidate(name: str, batch_size: int) -> Candidate:
     encoder = _sentence_transformer_encoder(name, batch_size)
-    dim = next(iter(encoder(["dimension probe"])))
+    dim = next(iter(encoder(["dimension probe"], "text")))
     return Candidate(name, _key("model", [name, _stat_fingerprint(name)]), [dim], encoder, shared=True)
 
 
@@ -150,7 +161,7 @@ def _stat_fingerprint(name: str) -> str:
 
 
 # teacher settings that change its vectors (not its name, batch size or workers)
-TEACHER_IDENTITY = ("backend", "model", "prompt", "max_length", "trust_remote_code", "dtype", "dimensions")
+TEACHER_IDENTITY = ("backend", "model", "prompt", "prompts", "max_length", "trust_remote_code", "dtype", "dimensions")
 
 
 def teacher_fingerprint(teacher: TeacherConfig) -> str:
@@ -174,8 +185,6 @@ def run_candidates(
     """(candidates, notes): the student (every head), its initialisation, each teacher and `eval.models`;
     untrusted, teachers whose config names code or an endpoint are left out (their stored vectors still serve
     the agreement rows)."""
-    from jasper.models.student import build_student
-
     batch = config.eval.batch_size
     notes: list[str] = []
     found = [
@@ -189,13 +198,14 @@ def run_candidates(
     if config.eval.init and config.student.trust_remote_code and not trusted:
         notes.append("init skipped: its model needs trust_remote_code; a run folder cannot grant it (--trust-config)")
     elif config.eval.init:
-        init_config = config.student.model_dump(include={"model", "keep_layers", "max_length"})
+        # the base model as it comes: no prompts, reading as long as the student does
+        init_config = config.student.model_dump(include={"model", "keep_layers"}) | {"reads": student.max_seq_length}
         found.append(
             Candidate(
                 "init",
                 _key("init", [init_config, _stat_fingerprint(config.student.model)]),
                 [student.hidden_size],
-                _lazy(lambda: _student_encoder(build_student(config.student), [None], batch)),
+                _lazy(lambda: _student_encoder(_initialisation(config, student.max_seq_length), [None], batch, False)),
                 shared=True,
             )
         )
@@ -208,13 +218,21 @@ def run_candidates(
                 )
                 continue
             encoder = _lazy(lambda t=teacher, d=dim: _teacher_encoder(t, d))  # type: ignore[misc]
-            found.append(Candidate(teacher.name, teacher_fingerprint(teacher), [dim], encoder, shared=True))
+            found.append(Candidate(teacher.name, teacher_fingerprint(teacher), [dim], encoder, True, True))
         parts = [c for c in found if c.name in store.names]
         if len(parts) == len(store.names) > 1:
             found.append(concatenated_teachers(parts))
     for name in config.eval.models:
         found.append(_sentence_transformer_candidate(name, batch))
     return found, notes
+
+
+def _initialisation(config: RunConfig, reads: int) -> Student:
+    """The student's starting point as its base model comes: no prompts, reading `reads` tokens."""
+    from jasper.models.student import build_student
+
+    plain = config.student.model_copy(update={"prompts": {}, "default_prompt_name": None, "max_seq_length": reads})
+    return build_student(plain)
 
 
 CONCAT_NAME = "teachers (concat)"
@@ -224,14 +242,14 @@ def concatenated_teachers(teachers: list[Candidate]) -> Candidate:
     """The student's target itself: each teacher's vector normalised, concatenated (normalised again when
     scored). Encodes through the teachers' own candidates, so texts they embedded are not embedded again."""
 
-    def encode(texts: list[str]) -> dict[int, np.ndarray]:
-        vectors = [_encode_all(t, texts, "concat")[t.dims[0]] for t in teachers]
+    def encode(texts: list[str], role: str) -> dict[int, np.ndarray]:
+        vectors = [_encode_all(t, texts, [role] * len(texts), "concat")[t.dims[0]] for t in teachers]
         joined = np.concatenate(vectors, axis=1)
         return {joined.shape[1]: joined}
 
     dim = sum(t.dims[0] for t in teachers)
     fingerprint = _key("concat", [t.fingerprint for t in teachers])
-    return Candidate(CONCAT_NAME, fingerprint, [dim], encode, shared=True)
+    return Candidate(CONCAT_NAME, fingerprint, [dim], encode, shared=True, teacher=True)
 
 
 def evaluate_run(
@@ -242,23 +260,28 @@ def evaluate_run(
     from jasper.models.student import load_student
 
     student_dir = student_dir or config.folder.student
-    texts = load_texts(config)
-    _, held = split_rows(len(texts), config.corpus.holdout, config.seed)
-    store = TeacherStore(config.store_dir, config.teachers, texts)
+    corpus = load_corpus(config)
+    _, held = split_rows(len(corpus), config.corpus.holdout, config.seed)
+    store = TeacherStore(config.store_dir, config.teachers, corpus.texts, corpus.roles)
     settings = config.eval
     tasks, notes = offline_tasks(settings.stsb_dir, config.run_dir, list(settings.sts_files), settings.stsb_dev)
+    found, skipped = benchmark_tasks(settings.retrieval)
+    tasks, notes = tasks + found, notes + skipped
     student = load_student(student_dir)
     run_cache, shared_cache = ScoreCache(config.folder.eval_cache), ScoreCache(shared_cache_path())
     scores: list[Score] = []
     target = store.vectors(held).numpy()
-    held_texts = [texts[int(i)] for i in held]
+    held_texts = [corpus.texts[int(i)] for i in held]
+    held_roles = [corpus.roles[int(i)] for i in held]
     candidates, skipped = run_candidates(config, store, student, student_dir, trusted)
     notes += skipped
     for candidate in candidates:
         logger.info("evaluating %s", candidate.name)
         scores += task_scores(candidate, tasks, shared_cache if candidate.shared else run_cache)
         if len(held) >= 2 and candidate.name not in store.names and candidate.name != CONCAT_NAME:
-            scores += agreement_rows(candidate.name, _encode_all(candidate, held_texts, "agreement"), target)
+            scores += agreement_rows(
+                candidate.name, _encode_all(candidate, held_texts, held_roles, "agreement"), target
+            )
     if len(held) < 2:
         notes.append("teacher agreement skipped: corpus.holdout < 2")
     elif config.eval.teachers:  # each teacher's stored vectors against the concatenation: no model to run
@@ -279,5 +302,7 @@ def evaluate_model(name: str, settings: EvalConfig, run_dir: Path | None = None)
     `run_dir` adds that run's derived retrieval task (its held-out articles), to compare with the run's student.
     """
     tasks, notes = offline_tasks(settings.stsb_dir, run_dir, list(settings.sts_files), settings.stsb_dev)
+    found, skipped = benchmark_tasks(settings.retrieval)
+    tasks, notes = tasks + found, notes + skipped
     candidate = _sentence_transformer_candidate(name, settings.batch_size)
     return task_scores(candidate, tasks, ScoreCache(shared_cache_path())), notes

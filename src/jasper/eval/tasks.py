@@ -11,10 +11,16 @@ from jasper.eval import metrics
 
 
 class Task(Protocol):
-    """A task: `texts` to embed, `score(vectors)` -> {metric name: value} (vectors row-aligned, L2-normalised)."""
+    """A task: `texts` to embed, each read in its role (`roles`: text, query or document, with that role's prompt),
+    and `score(vectors)` -> {metric name: value} (vectors row-aligned, L2-normalised)."""
 
     name: str
     texts: list[str]
+
+    @property
+    def roles(self) -> list[str]:
+        """The role each text is read in (with that role's prompt): text, query or document."""
+        ...
 
     def score(self, vectors: np.ndarray) -> dict[str, float]:
         """Scores from the vectors of `texts`."""
@@ -37,9 +43,11 @@ class PairSimilarityTask:
     gold: np.ndarray
     correlation: str = "spearman"  # or "pearson"
     texts: list[str] = field(init=False)
+    roles: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.texts = list(dict.fromkeys(self.left + self.right))
+        self.roles = ["text"] * len(self.texts)
 
     def score(self, vectors: np.ndarray) -> dict[str, float]:
         """Correlation x 100 between pair cosines and gold scores."""
@@ -61,6 +69,11 @@ class ClassificationTask:
     labels: np.ndarray
     folds: int = 5
 
+    @property
+    def roles(self) -> list[str]:
+        """Every text is plain text."""
+        return ["text"] * len(self.texts)
+
     def score(self, vectors: np.ndarray) -> dict[str, float]:
         """Mean accuracy x 100 over the folds."""
         return {"accuracy": metrics.cross_validated_accuracy(vectors, self.labels, self.folds)}
@@ -73,6 +86,11 @@ class ClusteringTask:
     name: str
     texts: list[str]
     labels: np.ndarray
+
+    @property
+    def roles(self) -> list[str]:
+        """Every text is plain text."""
+        return ["text"] * len(self.texts)
 
     def score(self, vectors: np.ndarray) -> dict[str, float]:
         """V-measure x 100."""
@@ -89,9 +107,11 @@ class RetrievalTask:
     relevant: list[set[int]]  # per query, indices into passages
     k: int = 10
     texts: list[str] = field(init=False)
+    roles: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.texts = self.queries + self.passages
+        self.roles = ["query"] * len(self.queries) + ["document"] * len(self.passages)
 
     def score(self, vectors: np.ndarray) -> dict[str, float]:
         """nDCG@k and recall@k x 100 (cosine ranking of all passages)."""

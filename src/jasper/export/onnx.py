@@ -28,6 +28,7 @@ import torch
 from jasper.errors import JasperError
 from jasper.eval.metrics import normalize_rows
 from jasper.io import atomic_write
+from jasper.prompts import folder_prompts, role_prompt
 
 logger = logging.getLogger(__name__)
 FP32_FILE = "onnx/model.onnx"
@@ -240,9 +241,12 @@ class OnnxEmbedder:
         weights = load_file(str(folder / dense / "model.safetensors"))
         self.weight, self.bias = weights["linear.weight"], weights.get("linear.bias")
         self.dims = [int(self.weight.shape[0])]
+        self.prompts = folder_prompts(folder)  # (prompts, default prompt name), as sentence-transformers reads them
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """L2-normalised vectors of `texts`, in order. (N, dim)"""
+    def encode(self, texts: list[str], batch_size: int = 64, role: str = "text") -> np.ndarray:
+        """L2-normalised vectors of `texts` read in `role` (with the folder's prompt for it), in order. (N, dim)"""
+        prompt = role_prompt(*self.prompts, role)
+        texts = [prompt + text for text in texts] if prompt else texts
         order = np.argsort([-len(t) for t in texts])
         out = np.zeros((len(texts), self.dims[0]), dtype=np.float32)
         for start in range(0, len(texts), batch_size):

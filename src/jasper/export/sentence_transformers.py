@@ -13,9 +13,9 @@ from torch import nn
 from jasper.errors import JasperError
 from jasper.io import folder_swap
 from jasper.models.student import Student
+from jasper.paths import EXPORT_META as JASPER_EXPORT_META
 from jasper.runtime import quiet_transformers
 
-JASPER_EXPORT_META = "jasper_head.json"  # beside each exported head's modules: which head of which heads it is
 # modules.json names each module by its classic path, which sentence-transformers 5.x and 6.x both import
 CLASSIC_MODULES = {
     name: f"sentence_transformers.models.{name}" for name in ("Transformer", "Pooling", "Dense", "Normalize")
@@ -41,7 +41,7 @@ def export_head(student: Student, dim: int, out: Path, extras: Callable[[Path], 
     with tempfile.TemporaryDirectory() as scratch, quiet_transformers():
         student.backbone.save_pretrained(scratch)
         student.tokenizer.save_pretrained(scratch)
-        transformer = Transformer(scratch, max_seq_length=student.max_length)
+        transformer = Transformer(scratch, max_seq_length=student.max_seq_length)
         pooling = Pooling(student.hidden_size, pooling_mode="mean")
         dense = Dense(
             student.hidden_size,
@@ -51,10 +51,15 @@ def export_head(student: Student, dim: int, out: Path, extras: Callable[[Path], 
             init_weight=weight.detach().cpu().float().clone(),
             init_bias=bias.detach().cpu().float().clone(),
         )
-        model = SentenceTransformer(modules=[transformer, pooling, dense, Normalize()], device="cpu")
+        model = SentenceTransformer(
+            modules=[transformer, pooling, dense, Normalize()],
+            device="cpu",
+            prompts=dict(student.prompts),  # encode_query / encode_document and prompt_name= apply them
+            default_prompt_name=student.default_prompt_name,
+        )
         with folder_swap(out) as staging:
             model.save(str(staging))
-            _classic_modules(staging, student.max_length)
+            _classic_modules(staging, student.max_seq_length)
             _write_jasper_notes(staging, student, dim)
             if extras is not None:
                 extras(staging)

@@ -31,6 +31,36 @@ def transformer_path(name: str) -> str:
     return resolved
 
 
+MAX_SANE_LENGTH = 100_000  # tokenizers without a limit report ~1e30
+
+
+def native_max_length(name: str, tokenizer: Any, hf_config: Any) -> int:
+    """How long the base model reads: its sentence-transformers `max_seq_length` (256 for all-MiniLM-L6-v2), else
+    the tokenizer's limit, else its position embeddings."""
+    settings = _sentence_transformers_settings(name)
+    if settings is not None:
+        found = json.loads(settings.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(found, int) and found > 0:
+            return found
+    limits = [int(tokenizer.model_max_length)] if 0 < tokenizer.model_max_length < MAX_SANE_LENGTH else []
+    positions = getattr(hf_config, "max_position_embeddings", None)
+    limits += [int(positions)] if isinstance(positions, int) and positions > 0 else []
+    return min(limits) if limits else 512
+
+
+def _sentence_transformers_settings(name: str) -> Path | None:
+    """The model's `sentence_bert_config.json`: in its folder, or from the hub (None when it has none)."""
+    local = Path(resolve_model(name)) / "sentence_bert_config.json"
+    if local.is_file() or Path(name).exists():
+        return local if local.is_file() else None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(name, "sentence_bert_config.json"))
+    except Exception:  # not a sentence-transformers model, or the hub out of reach: the tokenizer's limit then
+        return None
+
+
 def layer_list(model: Any) -> tuple[str, nn.ModuleList]:
     """The dotted name and the ModuleList of the model's transformer layers."""
     for path in LAYER_PATHS:

@@ -14,8 +14,9 @@ from torch import nn
 
 from jasper.config import StudentConfig
 from jasper.errors import JasperError
-from jasper.models.backbone import load_backbone
+from jasper.models.backbone import load_backbone, native_max_length
 from jasper.progress import progress_bar
+from jasper.prompts import role_prompt
 from jasper.runtime import quiet_transformers
 from jasper.teachers.fast_encode import pad
 
@@ -40,13 +41,19 @@ class Student(nn.Module):
         head_mode: str = "independent",
         max_length: int = 128,
         length_groups: int = 1,
+        max_seq_length: int | None = None,
+        prompts: dict[str, str] | None = None,
+        default_prompt_name: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.head_dims = list(heads)
         self.head_mode = head_mode
-        self.max_length = max_length
+        self.max_length = max_length  # the training cut (token_ids)
+        self.max_seq_length = max_seq_length or max_length  # how long it reads when it embeds (encode, exports)
+        self.prompts = dict(prompts or {})  # by role: query, document
+        self.default_prompt_name = default_prompt_name  # the prompt of plain text (and of a role without its own)
         self.length_groups = length_groups  # training forward: pad each batch in this many length groups
         hidden = backbone.config.hidden_size
         own = heads if head_mode == "independent" else heads[:1]
@@ -62,9 +69,19 @@ class Student(nn.Module):
         """Where the weights live."""
         return next(self.parameters()).device
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        """Tokenize and move to the student's device."""
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+    def prompt_for(self, role: str) -> str:
+        """The prompt the student reads a text of `role` with: its own, else the default prompt, else none."""
+        return role_prompt(self.prompts, self.default_prompt_name, role)
+
+    def inputs(self, texts: list[str], roles: list[str] | str = "text") -> list[str]:
+        """What the student reads: each text behind its role's prompt (`roles`: one per text, or one for all)."""
+        each = [roles] * len(texts) if isinstance(roles, str) else roles
+        return [self.prompt_for(role) + text for text, role in zip(texts, each, strict=True)]
+
+    def tokenize(self, texts: list[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenize (cut at `max_length`, default max_seq_length) and move to the student's device."""
+        length = max_length or self.max_seq_length
+        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=length, return_tensors="pt")
         return {
             k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")
         }
@@ -75,7 +92,7 @@ class Student(nn.Module):
         return mean_pool(output.last_hidden_state, batch["attention_mask"])
 
     def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text as `tokenize` gives them (special tokens in, cut at max_length), unpadded."""
+        """Token ids of each text for training (special tokens in, cut at the training max_length), unpadded."""
         out = self.tokenizer(
             texts, truncation=True, max_length=self.max_length, return_attention_mask=False, verbose=False
         )
@@ -152,17 +169,22 @@ class Student(nn.Module):
         batch_size: int = 64,
         progress: bool = False,
         normalize: bool = True,
+        role: str | None = None,
+        max_length: int | None = None,
     ) -> dict[int | None, np.ndarray]:
-        """Vectors per dim (None = the pooled backbone output, no head), L2-normalised by default."""
+        """Vectors per dim (None = the pooled backbone output, no head), L2-normalised by default. `role` puts its
+        prompt before each text (None: the texts are read as given); `max_length` defaults to max_seq_length."""
         was_training = self.training
         self.eval()
+        if role is not None:
+            texts = self.inputs(texts, role)
         order = np.argsort([-len(t) for t in texts])  # length-sorted batches pad less
         chunks: dict[int | None, list[torch.Tensor]] = {d: [] for d in dims}
         bar = progress_bar(len(texts), "encode", "text", disable=not progress)
         for start in range(0, len(texts), batch_size):
             batch = [texts[i] for i in order[start : start + batch_size]]
             bar.update(len(batch))
-            pooled = self.pooled(self.tokenize(batch))
+            pooled = self.pooled(self.tokenize(batch, max_length))
             heads = self.project(pooled, [d for d in dims if d is not None])
             for dim in dims:
                 vectors = pooled if dim is None else heads[dim]
@@ -188,7 +210,9 @@ def build_student(config: StudentConfig) -> Student:
     backbone, tokenizer = load_backbone(config.model, config.keep_layers, config.trust_remote_code)
     if config.gradient_checkpointing:
         _enable_checkpointing(backbone)
-    return Student(backbone, tokenizer, config.heads, config.head_mode, config.max_length, config.length_groups)
+    reads = config.max_seq_length or native_max_length(config.model, tokenizer, backbone.config)
+    return Student(backbone, tokenizer, config.heads, config.head_mode, config.max_length, config.length_groups,
+                   reads, {str(k): v for k, v in config.prompts.items()}, config.default_prompt_name)  # fmt: skip
 
 
 def save_student(student: Student, folder: Path) -> None:
@@ -200,7 +224,14 @@ def save_student(student: Student, folder: Path) -> None:
     student.tokenizer.save_pretrained(folder / "backbone")
     heads = {name: p.detach().cpu().contiguous() for name, p in student.heads.state_dict().items()}
     save_file(heads, str(folder / "heads.safetensors"))
-    meta = {"heads": student.head_dims, "head_mode": student.head_mode, "max_length": student.max_length}
+    meta = {
+        "heads": student.head_dims,
+        "head_mode": student.head_mode,
+        "max_length": student.max_length,
+        "max_seq_length": student.max_seq_length,
+        "prompts": student.prompts,
+        "default_prompt_name": student.default_prompt_name,
+    }
     (folder / "student.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
@@ -213,7 +244,8 @@ def load_student(folder: Path) -> Student:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         backbone, tokenizer = load_backbone(str(folder / "backbone"))
-        student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"])
+        student = Student(backbone, tokenizer, meta["heads"], meta["head_mode"], meta["max_length"], 1,
+                          meta.get("max_seq_length"), meta.get("prompts"), meta.get("default_prompt_name"))  # fmt: skip
         student.heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
     except JasperError:
         raise

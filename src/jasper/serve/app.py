@@ -27,7 +27,7 @@ from jasper.serve.batching import Batcher, Overloaded, Result
 from jasper.serve.embedders import Embedder, load_embedder
 from jasper.serve.guards import GuardedH11Protocol, limit_log_rate
 from jasper.serve.limits import Limits
-from jasper.serve.protocol import RequestError, encode_vector, error_body, parse_request
+from jasper.serve.protocol import Parsed, RequestError, encode_vector, error_body, parse_request
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 1
@@ -56,7 +56,7 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 
     try:
         return await asyncio.wait_for(chunks(), limits.request_timeout_s)
-    except TimeoutError:
+    except (TimeoutError, asyncio.TimeoutError):  # one class from Python 3.11, two before
         raise RequestError(408, f"the request body did not arrive within {limits.request_timeout_s:g} s") from None
 
 
@@ -92,7 +92,7 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
             what = "no API key was given" if not given else "the API key is wrong"
             raise RequestError(401, f"{what}: send 'Authorization: Bearer <key>'")
 
-    async def parsed(request: Request) -> tuple[list[str], int, str]:
+    async def parsed(request: Request) -> Parsed:
         batcher.arriving += 1
         try:
             authorised(request)
@@ -105,8 +105,8 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> Any:
         try:
-            texts, dim, encoding_format = await parsed(request)
-            job = batcher.submit(texts, dim)
+            asked = await parsed(request)
+            job = batcher.submit(asked.texts, asked.dim, asked.role)
         except RequestError as error:
             return refuse(error)
         except Overloaded as busy:
@@ -120,7 +120,7 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
             job.cancel()
             return None
         gone.cancel()
-        return answer(job.result(), encoding_format)
+        return answer(job.result(), asked.encoding_format)
 
     def answer(result: Result, encoding_format: str) -> dict[str, Any]:
         used = sum(min(n, embedder.max_length) for n in result.token_counts)
@@ -163,6 +163,30 @@ def create_app(embedder: Embedder, limits: Limits | None = None, api_key: str | 
     return app
 
 
+def check_address(host: str, port: int) -> None:
+    """One line for a port out of range, a host that is not this machine's, or an address in use."""
+    import errno
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise JasperError(f"--port {port}: a port is a number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise JasperError(f"--host {host}: not an address of this machine ({error.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise JasperError(f"{host}:{port} is in use by another program: choose another --port") from None
+            raise JasperError(
+                f"cannot listen on {host}:{port} ({error.strerror}): choose another --host or --port"
+            ) from None
+
+
 def serve(
     path: str | Path,
     host: str = "127.0.0.1",
@@ -180,6 +204,8 @@ def serve(
     import uvicorn
 
     limits = limits or Limits()
+    limits.check()
+    check_address(host, port)  # before the model loads: a port in use is said at once
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)

@@ -7,6 +7,7 @@ texts and characters, and a request whose client has gone is dropped before it i
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import numpy as np
 
 from jasper.serve.embedders import Embedder
 from jasper.serve.limits import Limits
+
+logger = logging.getLogger("jasper.serve")
 
 FAIR_AFTER_S = 1.0  # a request waiting longer than this is served before newer, shorter ones
 CHARS_PER_TOKEN_BOUND = 64  # tokens are shorter than this: a text cut at 64 x max_length keeps its first tokens
@@ -38,6 +41,7 @@ class _Job:
     chars: list[int]
     dim: int
     future: asyncio.Future[Result]
+    role: str = "text"  # how its texts are read: text, query or document (each with the model's prompt for it)
     since: float = field(default_factory=time.monotonic)  # when it was queued
     done: int = 0  # texts embedded so far
     parts: list[np.ndarray] = field(default_factory=list)
@@ -68,8 +72,9 @@ class Batcher:
     queued_chars: int = 0
     arriving: int = 0  # requests being read or parsed: a batch waits for them only when there are some
 
-    def submit(self, texts: list[str], dim: int) -> asyncio.Future[Result]:
-        """Queue a request; its future gets the result (cancel it to drop the request). Overloaded when full."""
+    def submit(self, texts: list[str], dim: int, role: str = "text") -> asyncio.Future[Result]:
+        """Queue a request (its texts read in `role`); its future gets the result (cancel it to drop the request).
+        Overloaded when full."""
         clipped = [clip(text, self.embedder.max_length) for text in texts]
         chars = [len(text) for text in clipped]
         if (
@@ -80,7 +85,7 @@ class Batcher:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.queued_texts += len(texts)
         self.queued_chars += sum(chars)
-        self.jobs.append(_Job(clipped, chars, dim, future))
+        self.jobs.append(_Job(clipped, chars, dim, future, role))
         self.wake.set()
         return future
 
@@ -93,8 +98,9 @@ class Batcher:
                 continue
             texts = [text for job, start, stop in taken for text in job.texts[start:stop]]
             dims = [job.dim for job, start, stop in taken for _ in range(start, stop)]  # each text's head
+            roles = [job.role for job, start, stop in taken for _ in range(start, stop)]  # and its role
             try:
-                vectors, counts = await loop.run_in_executor(self.executor, self._embed, texts, dims)
+                vectors, counts = await loop.run_in_executor(self.executor, self._embed, texts, dims, roles)
             except Exception as error:  # every request in the batch gets the error as its 500
                 for job, _, _ in taken:
                     self._finish(job, error)
@@ -109,9 +115,15 @@ class Batcher:
                 if job.done == len(job.texts):
                     self._finish(job)
 
-    def _embed(self, texts: list[str], dims: list[int]) -> tuple[dict[int, np.ndarray], list[int]]:
-        """On the worker thread: the vectors (text i at head `dims[i]`) and the token count of each text."""
-        return self.embedder.embed_each(texts, dims), self.embedder.token_counts(texts)
+    def _embed(self, texts: list[str], dims: list[int], roles: list[str]) -> tuple[dict[int, np.ndarray], list[int]]:
+        """On the worker thread: the vectors (text i at head `dims[i]`, read in `roles[i]`) and the token count of
+        each text as the model reads it (its prompt included); texts cut at the model's length are logged."""
+        counts = self.embedder.token_counts(texts, roles)
+        cut = sum(n > self.embedder.max_length for n in counts)
+        if cut:
+            logger.info("%d of %d texts in a batch are longer than max_seq_length %d and are cut there", cut,
+                        len(texts), self.embedder.max_length)  # fmt: skip
+        return self.embedder.embed_each(texts, dims, roles), counts
 
     def _finish(self, job: _Job, error: Exception | None = None) -> None:
         """Hand the request its result (or error), unless its client has gone."""

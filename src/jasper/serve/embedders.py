@@ -11,8 +11,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jasper.encode import load_sentence_transformer, model_dim, resolve_student_dir, st_encode
+from jasper.encode import load_sentence_transformer, model_dim, resolve_student_dir, st_encode, token_counts
 from jasper.errors import JasperError
+from jasper.prompts import folder_prompts, role_prompt
 from jasper.run_folder import RunFolder, run_holding
 
 
@@ -24,23 +25,23 @@ class Embedder(Protocol):
     max_length: int
     backend: str  # what computes the vectors: torch, or the ONNX file
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Token count of each text before truncation (special tokens included)."""
+    def token_counts(self, texts: list[str], roles: list[str]) -> list[int]:
+        """Token count of each text as the model reads it (its role's prompt and special tokens included), before
+        truncation."""
         ...
 
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
-        """L2-normalised float32 vectors of `texts` at each dim in `dims`. {dim: (N, dim)}"""
-        ...
-
-    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
-        """Text i at head `heads[i]`, as the server's batches mix requests: {dim: (N, dim)} for each head asked,
-        whose rows of texts asked at another head are not to be read."""
+    def embed_each(self, texts: list[str], heads: list[int], roles: list[str]) -> dict[int, np.ndarray]:
+        """Text i at head `heads[i]`, read in `roles[i]`, as the server's batches mix requests: {dim: (N, dim)} for
+        each head asked, whose rows of texts asked at another head are not to be read."""
         ...
 
 
-def token_counts(tokenizer: Any, texts: list[str]) -> list[int]:
-    """Token count of each text before truncation (special tokens included)."""
-    return [len(ids) for ids in tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+def _by_role(roles: list[str], rows: list[int]) -> dict[str, list[int]]:
+    """`rows` grouped by their role."""
+    groups: dict[str, list[int]] = {}
+    for row in rows:
+        groups.setdefault(roles[row], []).append(row)
+    return groups
 
 
 class StudentEmbedder:
@@ -52,20 +53,21 @@ class StudentEmbedder:
         self.student = student
         self.name = name
         self.dims = list(student.head_dims)
-        self.max_length = int(student.max_length)
+        self.max_length = int(student.max_seq_length)
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Token count of each text before truncation."""
-        return token_counts(self.student.tokenizer, texts)
+    def token_counts(self, texts: list[str], roles: list[str]) -> list[int]:
+        """Token count of each text as the student reads it, before truncation."""
+        return token_counts(self.student.tokenizer, self.student.inputs(texts, roles))
 
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
-        """Vectors at each dim, from one pass of the encoder."""
-        out = self.student.encode(texts, list(dims), batch_size=64)
-        return {d: out[d] for d in dims}
-
-    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
-        """Every text at every head asked, from one encoder pass: the heads cost next to nothing."""
-        return self.embed(texts, sorted(set(heads), reverse=True))
+    def embed_each(self, texts: list[str], heads: list[int], roles: list[str]) -> dict[int, np.ndarray]:
+        """Every text at every head asked, one encoder pass per role: the heads cost next to nothing."""
+        dims = sorted(set(heads), reverse=True)
+        out = {d: np.zeros((len(texts), d), dtype=np.float32) for d in dims}
+        for role, rows in _by_role(roles, list(range(len(texts)))).items():
+            found = self.student.encode([texts[i] for i in rows], list(dims), batch_size=64, role=role)
+            for dim in dims:
+                out[dim][rows] = found[dim]
+        return out
 
 
 class FolderEmbedder:
@@ -73,11 +75,12 @@ class FolderEmbedder:
 
     def __init__(
         self,
-        encoders: dict[int, Callable[[list[str]], np.ndarray]],
+        encoders: dict[int, Callable[[list[str], str], np.ndarray]],
         tokenizer: Any,
         max_length: int,
         name: str,
         backend: str = "torch",
+        prompts: tuple[dict[str, str], str | None] = ({}, None),
     ) -> None:
         self.backend = backend
         self.encoders = dict(sorted(encoders.items(), key=lambda item: -item[0]))
@@ -85,22 +88,20 @@ class FolderEmbedder:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.name = name
+        self.prompts = prompts  # the folders' (prompts, default prompt name), for counting tokens as they are read
 
-    def token_counts(self, texts: list[str]) -> list[int]:
-        """Token count of each text before truncation."""
-        return token_counts(self.tokenizer, texts)
+    def token_counts(self, texts: list[str], roles: list[str]) -> list[int]:
+        """Token count of each text as the folders read it (prompt included), before truncation."""
+        prompted = [role_prompt(*self.prompts, role) + text for text, role in zip(texts, roles, strict=True)]
+        return token_counts(self.tokenizer, prompted)
 
-    def embed(self, texts: list[str], dims: list[int]) -> dict[int, np.ndarray]:
-        """Vectors at each dim, each from its own model."""
-        return {d: self.encoders[d](texts) for d in dims}
-
-    def embed_each(self, texts: list[str], heads: list[int]) -> dict[int, np.ndarray]:
+    def embed_each(self, texts: list[str], heads: list[int], roles: list[str]) -> dict[int, np.ndarray]:
         """Each text through its own head's model only, not every head's; the rows of other heads' texts are 0."""
         out = {}
         for dim in sorted(set(heads), reverse=True):
-            rows = [i for i, d in enumerate(heads) if d == dim]
             out[dim] = np.zeros((len(texts), dim), dtype=np.float32)
-            out[dim][rows] = self.encoders[dim]([texts[i] for i in rows])
+            for role, rows in _by_role(roles, [i for i, d in enumerate(heads) if d == dim]).items():
+                out[dim][rows] = self.encoders[dim]([texts[i] for i in rows], role)
         return out
 
 
@@ -155,13 +156,26 @@ def load_embedder(
         from jasper.export.onnx import OnnxEmbedder
 
         onnx = [OnnxEmbedder(h, onnx_file, threads) for h in heads]
-        by_dim: dict[int, Callable[[list[str]], np.ndarray]] = {m.dims[0]: m.encode for m in onnx}
-        return FolderEmbedder(by_dim, onnx[0].tokenizer, onnx[0].max_length, served, f"onnx ({onnx_file})")
+        by_dim: dict[int, Callable[[list[str], str], np.ndarray]] = {
+            m.dims[0]: functools.partial(_onnx_encode, m) for m in onnx
+        }
+        first = onnx[0]
+        return FolderEmbedder(by_dim, first.tokenizer, first.max_length, served, f"onnx ({onnx_file})",
+                              folder_prompts(heads[0]))  # fmt: skip
     models = [load_sentence_transformer(str(h)) for h in heads]
-    encoders: dict[int, Callable[[list[str]], np.ndarray]] = {
-        model_dim(m): functools.partial(st_encode, m) for m in models
+    encoders: dict[int, Callable[[list[str], str], np.ndarray]] = {
+        model_dim(m): functools.partial(_st_encode, m) for m in models
     }
-    return FolderEmbedder(encoders, models[0].tokenizer, int(models[0].max_seq_length or 512), served)
+    return FolderEmbedder(encoders, models[0].tokenizer, int(models[0].max_seq_length or 512), served, "torch",
+                          folder_prompts(heads[0]))  # fmt: skip
+
+
+def _st_encode(model: Any, texts: list[str], role: str) -> np.ndarray:
+    return st_encode(model, texts, role=role)
+
+
+def _onnx_encode(model: Any, texts: list[str], role: str) -> np.ndarray:
+    return np.asarray(model.encode(texts, role=role))
 
 
 def _run_name(run: RunFolder) -> str:

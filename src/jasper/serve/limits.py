@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+
+from jasper.errors import JasperError
+
+# the flag of each limit, where its name differs (`--max-body-mb` takes MiB)
+FLAGS = {"max_body_bytes": "--max-body-mb"}
 
 
 @dataclass(frozen=True)
@@ -23,3 +29,14 @@ class Limits:
     request_timeout_s: float = 30.0  # to send a whole request (headers and body); 408 after
     idle_timeout_s: float = 5.0  # an open connection with no request in flight is closed after this
     max_connections: int = 512  # open connections and requests; past it, 503
+
+    def check(self) -> None:
+        """One line naming the flag of a limit that would refuse everything or stall the server (zero, negative,
+        not a number); waiting may be 0."""
+        for item in fields(self):
+            value = getattr(self, item.name)
+            lowest_ok = item.name == "max_wait_ms" and value == 0
+            if not math.isfinite(value) or (value <= 0 and not lowest_ok):
+                flag = FLAGS.get(item.name, "--" + item.name.replace("_", "-"))
+                must = "0 or more" if item.name == "max_wait_ms" else "more than 0"
+                raise JasperError(f"{flag} {value:g}: it must be {must}")

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
+from jasper.data.corpus import has_content
 from jasper.serve.embedders import Embedder
 from jasper.serve.limits import Limits
 
 
 class EmbeddingRequest(BaseModel):
-    """The OpenAI embeddings request (token-array inputs are not supported)."""
+    """The OpenAI embeddings request (token-array inputs are not supported), and `input_type`: `query` or `document`
+    reads the texts with the model's prompt for that (as sentence-transformers' encode_query / encode_document);
+    left out, with its default prompt. OpenAI's client sends it through `extra_body`."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -23,6 +27,17 @@ class EmbeddingRequest(BaseModel):
     dimensions: StrictInt | None = None
     encoding_format: Literal["float", "base64"] = "float"
     user: StrictStr | None = None
+    input_type: Literal["query", "document"] | None = None
+
+
+@dataclass
+class Parsed:
+    """A valid request: its texts, the head asked for, the answer's encoding and the texts' role."""
+
+    texts: list[str]
+    dim: int
+    encoding_format: str
+    role: str = "text"
 
 
 class RequestError(Exception):
@@ -41,8 +56,8 @@ def error_body(status: int, message: str, param: str | None = None, code: str | 
     }
 
 
-def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list[str], int, str]:
-    """(texts, dim, encoding format) of a valid request body, else a RequestError (a 4xx) naming the problem."""
+def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> Parsed:
+    """The texts, head, encoding and role of a valid request body, else a RequestError (a 4xx) naming the problem."""
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"the request body is {len(body):,} bytes; the limit is {limits.max_body_bytes:,}")
     try:
@@ -75,7 +90,7 @@ def parse_request(body: bytes, embedder: Embedder, limits: Limits) -> tuple[list
         raise RequestError(
             400, f"'dimensions' {shown} is not a head of '{embedder.name}'; valid: {embedder.dims}", "dimensions"
         )
-    return texts, dim, request.encoding_format
+    return Parsed(texts, dim, request.encoding_format, request.input_type or "text")
 
 
 def check_texts(texts: list[str], limits: Limits) -> None:
@@ -84,9 +99,14 @@ def check_texts(texts: list[str], limits: Limits) -> None:
         raise RequestError(400, "'input' is empty: give a string or a list of strings", param="input")
     if len(texts) > limits.max_inputs:
         raise RequestError(400, f"'input' has {len(texts):,} texts; the limit is {limits.max_inputs:,}", "input")
-    empty = [i for i, text in enumerate(texts) if not text.strip()]
+    empty = [i for i, text in enumerate(texts) if not has_content(text)]
     if empty:
-        raise RequestError(400, f"'input' has empty strings (at {empty[:5]}); every text needs content", "input")
+        raise RequestError(
+            400,
+            f"'input' has texts with nothing to embed (at {empty[:5]}): empty, or only whitespace, control or "
+            "zero-width characters; every text needs content",
+            "input",
+        )
     long = [i for i, text in enumerate(texts) if len(text) > limits.max_input_chars]
     if long:
         raise RequestError(

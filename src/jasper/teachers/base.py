@@ -13,8 +13,15 @@ from jasper.config import TeacherConfig
 RowsDone = Callable[[int], object]  # progress: called with the number of texts a finished batch held
 
 
+def teacher_inputs(config: TeacherConfig, texts: list[str], roles: list[str] | str = "text") -> list[str]:
+    """What the teacher reads: each text behind its role's prompt (`roles`: one per text, or one for all)."""
+    each = [roles] * len(texts) if isinstance(roles, str) else roles
+    return [config.prompt_for(role) + text for text, role in zip(texts, each, strict=True)]
+
+
 class Teacher(Protocol):
-    """Turns texts into vectors (rows = texts); the store normalises them."""
+    """Turns texts (prompts already in place: `teacher_inputs`) into vectors (rows = texts); the store normalises
+    them."""
 
     name: str
 
@@ -29,10 +36,9 @@ def encode_in_batches(
     call: Callable[[list[str]], np.ndarray],
     on_rows: RowsDone | None = None,
 ) -> np.ndarray:
-    """Prompt, cut into `batch_size` batches, `call` each (`workers` at once, in threads), join in order."""
-    prompted = [config.prompt + t for t in texts] if config.prompt else texts
+    """Cut into `batch_size` batches, `call` each (`workers` at once, in threads), join in order."""
     size = config.batch_size
-    batches = [prompted[start : start + size] for start in range(0, len(prompted), size)]
+    batches = [texts[start : start + size] for start in range(0, len(texts), size)]
 
     def counted(batch: list[str]) -> np.ndarray:
         vectors = call(batch)

@@ -17,8 +17,8 @@ ST_CHUNK_BATCHES = 16  # engine sentence-transformers: batches per `SentenceTran
 
 
 class SentenceTransformerTeacher:
-    """Encodes through the fast path (`teachers.fast_encode`) or `SentenceTransformer.encode`, the prompt
-    prepended to every text."""
+    """Encodes through the fast path (`teachers.fast_encode`) or `SentenceTransformer.encode` (the texts carry their
+    prompts already: `teacher_inputs`)."""
 
     def __init__(self, config: TeacherConfig, device: str = "cpu") -> None:
         from sentence_transformers import SentenceTransformer
@@ -60,14 +60,13 @@ class SentenceTransformerTeacher:
 
     def encode(self, texts: list[str], on_rows: RowsDone | None = None) -> np.ndarray:
         """Vectors for `texts`, shape (len(texts), dim), float32; `on_rows(n)` after each batch."""
-        prompted = [self.config.prompt + t for t in texts] if self.config.prompt else texts
         if self.fast is not None:
-            return self.fast.encode(prompted, on_rows)
+            return self.fast.encode(texts, on_rows)
         size = self.config.batch_size
         chunk = size * ST_CHUNK_BATCHES
         parts = []
-        for start in range(0, len(prompted), chunk):  # chunks: progress shows, and each still sorts by length
-            batch = prompted[start : start + chunk]
+        for start in range(0, len(texts), chunk):  # chunks: progress shows, and each still sorts by length
+            batch = texts[start : start + chunk]
             parts.append(self.model.encode(batch, batch_size=size, convert_to_numpy=True, show_progress_bar=False))
             if on_rows is not None:
                 on_rows(len(batch))

@@ -16,13 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from jasper.config import RunConfig
+from jasper.errors import JasperError
 from jasper.io import atomic_write_json
 from jasper.run_folder import RunFolder
+from jasper.runtime import kill_point
 from jasper.tracking.base import Tracker
 from jasper.train.log import EVAL_KIND, TrainLog
 
 logger = logging.getLogger("jasper")
-STEP_FIELDS = ("stage_index", "stage", "step", "seconds", "kind")
+STEP_FIELDS = ("stage_index", "stage", "step", "seconds", "kind", "texts", "tokens", "time")
 
 
 class Tracking:
@@ -39,8 +41,7 @@ class Tracking:
         if not config.log.report_to or int(os.environ.get("RANK", "0")) != 0:
             return None
         run = config.folder
-        path = run.tracking_state
-        state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        state = _read_state(run.tracking_state)
         state.setdefault("wandb_id", uuid.uuid4().hex[:12])
         trackers: list[Tracker] = []
         for tool in config.log.report_to:
@@ -51,7 +52,14 @@ class Tracking:
             elif tool == "wandb":
                 from jasper.tracking.wandb import WandbTracker
 
-                trackers.append(WandbTracker(run.root, state["wandb_id"], config.log.project, config.name))
+                def note(sessions: list[str], state: dict[str, Any] = state, path: Path = run.tracking_state) -> None:
+                    atomic_write_json(path, state | {"wandb_unsent": list(sessions)})
+                    state["wandb_unsent"] = list(sessions)
+
+                unsent = list(state.get("wandb_unsent") or [])
+                trackers.append(
+                    WandbTracker(run.root, state["wandb_id"], config.log.project, config.name, unsent, note)
+                )
             else:
                 from jasper.tracking.mlflow import MlflowTracker
 
@@ -78,17 +86,20 @@ class Tracking:
                 continue
             step = offsets.get(record["stage_index"], 0) + record["step"]
             values = {k: float(v) for k, v in record.items() if k not in STEP_FIELDS and isinstance(v, (int, float))}
+            at = record.get("time")  # when the step was logged: a replay sends the same (MLflow keeps one copy)
             if record.get("kind") == EVAL_KIND:
-                self._scalars(values, step, "dev")
+                self._scalars(values, step, "dev", at)
                 continue
             stage = self.config.stages[record["stage_index"]]
             if record.get("seconds"):
-                values["samples_per_s"] = stage.batch_size / float(record["seconds"])
-            self._scalars(values | {"stage": float(record["stage_index"])}, step, "train")
-        for tracker in self.trackers:
-            tracker.flush()  # stored before it is marked sent: a kill now re-sends nothing and loses nothing
-        self.state["sent_through"] = list(through)
-        self._save()
+                values["samples_per_s"] = float(record.get("texts") or stage.batch_size) / float(record["seconds"])
+                if record.get("tokens"):
+                    values["tokens_per_s"] = float(record["tokens"]) / float(record["seconds"])
+            self._scalars(values | {"stage": float(record["stage_index"])}, step, "train", at)
+        for count, tracker in enumerate(self.trackers, start=1):
+            tracker.flush()  # stored before it is marked sent: a replay after a kill writes each step once
+            kill_point("JASPER_KILL_IN_SYNC", count)  # for the tests: a kill between a tool's store and the mark
+        self._mark_sent({"sent_through": list(through)})
 
     def teach_progress(self, teacher: str, done: int, texts_per_s: float) -> None:
         """A teacher's encoding rate after `done` texts."""
@@ -100,14 +111,39 @@ class Tracking:
         for tracker in self.trackers:
             tracker.summary(rows, markdown, config, [f for f in files if f.is_file()])
 
-    def _scalars(self, values: dict[str, float], step: int, axis: str) -> None:
+    def _scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
         for tracker in self.trackers:
-            tracker.scalars(values, step, axis)
+            tracker.scalars(values, step, axis, at)
 
     def close(self) -> None:
         """End each tracker's session (the tracked run can be resumed by the next command)."""
         for tracker in self.trackers:
             tracker.close(self.failed)
+        self._mark_sent({})  # what a close sends (teaching rates, the report) is never sent again
+
+    def _mark_sent(self, update: dict[str, Any]) -> None:
+        """Save how far the log was sent, and that every tool session so far holds only sent rows, in one write."""
+        self.state.update(update)
+        self.state["wandb_unsent"] = []
+        self._save()
+        for tracker in self.trackers:
+            getattr(tracker, "sent", lambda: None)()
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """The tracked runs' ids and how far the log was sent, or {} for a new run; a damaged file is one line."""
+    if not path.is_file():
+        return {}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError):
+        state = None
+    if not isinstance(state, dict):
+        raise JasperError(
+            f"'{path}' is damaged: delete it to track this run from here on as new runs of W&B / MLflow (the "
+            "run's own train_log.jsonl keeps every step)"
+        )
+    return state
 
 
 def _stage_offsets(records: list[dict[str, Any]]) -> dict[int, int]:

@@ -17,8 +17,9 @@ class Tracker(Protocol):
         """Where to look, in one line (a command, a run id, a URL or a folder)."""
         ...
 
-    def scalars(self, values: dict[str, float], step: int, axis: str) -> None:
-        """Named scalars at `step` of the axis `axis` (train, dev or teach: each its own step count)."""
+    def scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
+        """Named scalars at `step` of the axis `axis` (train, dev or teach: each its own step count), logged at
+        time `at` (seconds since the epoch; None: now)."""
         ...
 
     def summary(self, table: list[dict[str, Any]], markdown: str, config: dict[str, Any], files: list[Path]) -> None:

@@ -43,11 +43,12 @@ class MlflowTracker:
         """The run id and the command that shows the store."""
         return f"run {self.run_id} (mlflow ui --backend-store-uri {self.uri})"
 
-    def scalars(self, values: dict[str, float], step: int, axis: str) -> None:
-        """One batch of metrics at `step`, named `<axis>/<name>` (MLflow's key characters only)."""
+    def scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
+        """One batch of metrics at `step`, named `<axis>/<name>` (MLflow's key characters only), stamped with the
+        time the step was logged: a replay after a kill sends the same metrics, which MLflow's store keeps once."""
         from mlflow.entities import Metric
 
-        now = _now_ms()
+        now = int(at * 1000) if at is not None else _now_ms()
         metrics = [Metric(_key(f"{axis}/{k}"), float(v), now, step) for k, v in values.items()]
         self.client.log_batch(self.run_id, metrics=metrics)
 

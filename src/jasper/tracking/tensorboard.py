@@ -27,10 +27,11 @@ class TensorBoardTracker:
         """The command that shows it."""
         return f"tensorboard --logdir {self.folder}"
 
-    def scalars(self, values: dict[str, float], step: int, axis: str) -> None:
-        """One scalar series per name, under `<axis>/`."""
+    def scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
+        """One scalar series per name, under `<axis>/` (a step sent again after a kill replaces the first copy in
+        TensorBoard's reader, which drops a series' points at and past a step it sees again)."""
         for name, value in values.items():
-            self.writer.add_scalar(f"{axis}/{name}", value, step)
+            self.writer.add_scalar(f"{axis}/{name}", value, step, walltime=at)
 
     def summary(self, table: list[dict[str, Any]], markdown: str, config: dict[str, Any], files: list[Path]) -> None:
         """The table and the config as text, the plots as images."""

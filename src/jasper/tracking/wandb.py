@@ -1,29 +1,39 @@
-"""Weights & Biases: offline (files in `runs/<name>/wandb/`) unless the user is logged in; their own environment
-(`WANDB_MODE`, `WANDB_API_KEY`, ~/.netrc) decides, as W&B documents.
+"""Weights & Biases: offline (files in `runs/<name>/wandb/`) unless the user is logged in (`WANDB_API_KEY`, or a key
+for W&B's host in ~/.netrc) or asks for it (`WANDB_MODE`, as W&B documents). Deciding that asks nothing and calls no
+network: no login prompt ever stops a run.
 
 W&B's service keeps what it is sent in memory until a session ends, and loses it if the process is killed, so each
-flush is a short session of the same run (resumed by its id): what is flushed is stored."""
+flush is a short session of the same run (resumed by its id): what is flushed is stored. Each step reaches W&B once,
+also when a kill lands inside a session or before jasper marked its steps sent: the offline sessions not yet marked
+sent (`wandb_unsent` in the run's tracking.json, saved together with how far the log was sent) are removed before
+their rows are sent again, and a resumed online run skips the steps W&B already has (its summary's last
+`<axis>/step`)."""
 
 from __future__ import annotations
 
+import netrc
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
+from jasper.runtime import kill_point
 from jasper.tracking.base import missing
 
 AXES = ("train", "dev", "teach")  # each axis plots against its own step metric, so they never interleave
+DEFAULT_HOST = "https://api.wandb.ai"
 
 
 def _logged_in() -> bool:
-    """Whether W&B has an API key here (environment or ~/.netrc), without a network call."""
+    """Whether W&B has an API key here (environment or ~/.netrc), read without W&B itself: no prompt, no network."""
     if os.environ.get("WANDB_API_KEY"):
         return True
-    import wandb
-
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or DEFAULT_HOST).hostname or "api.wandb.ai"
     try:
-        return bool(wandb.Api().api_key)
-    except Exception:  # no key, no settings: not logged in
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
 
 
@@ -32,7 +42,15 @@ class WandbTracker:
 
     name = "wandb"
 
-    def __init__(self, folder: Path, run_id: str, project: str, run_name: str) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        run_id: str,
+        project: str,
+        run_name: str,
+        unsent: list[str] | None = None,
+        note: Callable[[list[str]], object] | None = None,
+    ) -> None:
         try:
             import wandb  # noqa: F401
         except ImportError:
@@ -42,6 +60,11 @@ class WandbTracker:
         self.rows: list[dict[str, Any]] = []
         self.report: tuple[list[dict[str, Any]], dict[str, Any], list[Path]] | None = None
         self.url: str | None = None
+        for session in unsent or []:  # sessions whose rows were not marked sent: they are sent again
+            shutil.rmtree(session, ignore_errors=True)
+        self.unsent: list[str] = []
+        self.note = note or (lambda sessions: None)  # saves the unsent sessions with the run's tracking state
+        self.note(self.unsent)
         if self.mode == "online":
             self._session(lambda run: None)  # the run's URL, to say where to look
 
@@ -52,7 +75,7 @@ class WandbTracker:
         wandb_dir = self.folder / "wandb"
         return f"offline run {self.run_id} in {wandb_dir} (`wandb sync --include-offline {wandb_dir}` uploads it)"
 
-    def scalars(self, values: dict[str, float], step: int, axis: str) -> None:
+    def scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
         """One history row, sent at the next flush: the values under `<axis>/`, against `<axis>/step`."""
         self.rows.append({f"{axis}/{k}": v for k, v in values.items()} | {f"{axis}/step": step})
 
@@ -67,11 +90,21 @@ class WandbTracker:
         self._session(self._write, failed)
         self.rows, self.report = [], None
 
+    def sent(self) -> None:
+        """Every session so far holds rows marked sent: none is removed from here on."""
+        self.unsent = []
+
     def _write(self, run: Any) -> None:
         import wandb
 
-        for row in self.rows:
+        # a resumed online run already holds the steps its summary ends on: those are not sent twice
+        last = {axis: run.summary.get(f"{axis}/step") for axis in AXES} if self.mode == "online" else {}
+        for count, row in enumerate(self.rows, start=1):
+            axis = next(iter(row)).split("/", 1)[0]
+            if last.get(axis) is not None and row[f"{axis}/step"] <= last[axis]:
+                continue
             run.log(row)
+            kill_point("JASPER_KILL_IN_WANDB", count)  # for the tests: a kill inside a session
         if self.report is not None:
             table, config, files = self.report
             run.config.update(config, allow_val_change=True)
@@ -96,6 +129,9 @@ class WandbTracker:
             run.define_metric(f"{axis}/*", step_metric=f"{axis}/step")
         if self.mode == "online":
             self.url = str(run.url)
+        elif self.rows or self.report is not None:
+            self.unsent.append(str(Path(run.dir).parent))  # the session's folder, removed if not marked sent
+            self.note(self.unsent)
         write(run)
         run.finish(exit_code=1 if failed else 0)
 

@@ -32,7 +32,7 @@ class TrainState:
     scheduler: dict[str, Any] | None = None
     rng: Any = None  # rng_state(); older checkpoints hold torch's CPU state alone
     deepspeed_tag: str | None = None  # under DeepSpeed: the folder of the ranks' optimizer shards
-    best: dict[str, Any] | None = None  # keep_best: {"stage", "step", "score"} of the best dev score so far
+    best: dict[str, Any] | None = None  # keep_best: the stage, step, judged heads and score of the best so far
 
     def state_dict(self) -> dict[str, Any]:
         """Everything, for torch.save."""

@@ -27,7 +27,11 @@ class FrozenFeatures:
         """(N_train, H) pooled outputs of the training rows, computed once."""
         if self._pooled is None:
             texts = [self.texts[int(r)] for r in self.train_rows]
-            self._pooled = self.student.encode(texts, [None], normalize=False, progress=True)[None]
+            # at the training cut: these stand in for the training forward's pooled outputs
+            found = self.student.encode(
+                texts, [None], normalize=False, progress=True, max_length=self.student.max_length
+            )
+            self._pooled = found[None]
         return self._pooled
 
     def forget(self) -> None:

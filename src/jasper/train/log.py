@@ -38,8 +38,14 @@ class TrainLog:
         return [r for r in self.read() if r.get("kind") == EVAL_KIND]
 
     def truncate_after(self, stage: int, step: int) -> None:
-        """Keep only records up to (stage, step), the position a checkpoint restores."""
-        kept = [r for r in self.read() if (r["stage_index"], r["step"]) <= (stage, step)]
+        """Keep only records up to (stage, step), the position a checkpoint restores; an evaluation of a stage's
+        start is made again when training resumes there, so its record goes too."""
+        kept = [
+            r
+            for r in self.read()
+            if (r["stage_index"], r["step"]) < (stage, step)
+            or ((r["stage_index"], r["step"]) == (stage, step) and not (step == 0 and r.get("kind") == EVAL_KIND))
+        ]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:

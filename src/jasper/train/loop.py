@@ -23,7 +23,6 @@ from jasper.losses.cuda_graph import GraphedParts, graph_objective_parts
 from jasper.models.student import Student
 from jasper.progress import progress_bar
 from jasper.runtime import kill_point
-from jasper.train.batching import cached_clusters, clustered_order
 from jasper.train.checkpoint import TrainState, load_checkpoint, rng_state, save_checkpoint
 from jasper.train.common import Position, build_objective, resume_stage
 from jasper.train.deepspeed import launched_with_deepspeed, load_engine, save_engine
@@ -31,10 +30,11 @@ from jasper.train.frozen import FrozenFeatures, ridge_start
 from jasper.train.grad_cache import cached_step
 from jasper.train.guard import Pending, TrainingDiverged, diverged, flush_steps, nonfinite_code
 from jasper.train.log import EVAL_KIND, TrainLog
+from jasper.train.order import DataOrder
 from jasper.train.parallel import stage_module
-from jasper.train.schedule import epoch_order, make_optimizer, make_scheduler, stage_steps
+from jasper.train.schedule import make_optimizer, make_scheduler
 from jasper.train.stages import apply_stage, encoder_trains
-from jasper.train.watch import DevWatch
+from jasper.train.watch import DEV_TASK, DevWatch, selection_score, watch_key
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +67,9 @@ class StageRunner:
         self.frozen = FrozenFeatures(student, texts, self.train_rows, config.student.head_init == "ridge")
         self._tokens: TokenCache | None = None
         self._graphs: dict[tuple[object, ...], GraphedParts] = {}  # captured objectives, by head shapes
-        self._order: tuple[tuple[object, ...], np.ndarray] = ((), np.zeros(0, dtype=np.int64))  # (key, epoch order)
-        self._clusters: dict[int, np.ndarray] = {}  # cluster of each training row, by cluster count
+        self.order = DataOrder(config, self.train_rows, lambda: self.tokens.lengths, store, self.ranks.world)
         self._watch: DevWatch | None = None  # the dev tasks of `eval_every`, built once
-        self.best: dict[str, Any] | None = None  # keep_best: the stage's best dev score so far, and its step
+        self.best: dict[str, Any] | None = None  # keep_best: the stage's best so far: step, mean and per-head scores
         self.where = Position(config, self.checkpoint_path)
         self.on_checkpoint = on_checkpoint  # (stage index, step) of each checkpoint written: trackers sync to it
 
@@ -157,7 +156,7 @@ class StageRunner:
 
     def _run_stage(self, index: int, stage: StageConfig, resume: TrainState | None) -> None:
         params = apply_stage(self.student, stage)
-        total = stage_steps(stage, len(self.train_rows))
+        total = self.order.total_steps(index, stage)
         self._check_batch(stage)
         optimizer = make_optimizer(params, stage, fused=not launched_with_deepspeed())
         model, self.engine = stage_module(self.student, optimizer, stage, self.ranks, self._bf16)
@@ -173,15 +172,23 @@ class StageRunner:
                     f"{sum(p.numel() for p in params):,}")  # fmt: skip
         bar = progress_bar(total, stage.name, "step", start, not self.ranks.is_main)
         self.position = (index, start)
+        if stage.eval_every is not None and start == 0:
+            self._evaluate(index, stage, 0)  # the stage's start: where its curves begin, and a keep_best candidate
         deferred = stage.log_every > 1 and self.engine is None and bool(optimizer.defaults.get("fused"))
         pending: Pending = []
+        done = {"texts": 0, "tokens": 0, "seconds": 0.0}  # this process's steps of the stage: its throughput
         for step in range(start, total):
             began = time.perf_counter()
             rows = self.batch_of(index, stage, step)
             parts = self.train_step(model, rows, losses, optimizer, pooled_cache, stage.micro_batch_size, deferred)
             scheduler.step()
+            seconds, tokens = time.perf_counter() - began, int(self.tokens.lengths[rows].sum())
             record = {"stage_index": index, "stage": stage.name, "step": step + 1, "lr": scheduler.get_last_lr()[0]}
-            pending.append((record | {"seconds": time.perf_counter() - began}, parts))
+            pending.append(
+                (record | {"seconds": seconds, "texts": len(rows), "tokens": tokens, "time": time.time()}, parts)
+            )
+            done = {"texts": done["texts"] + len(rows), "tokens": done["tokens"] + tokens,
+                    "seconds": done["seconds"] + seconds}  # fmt: skip
             self.position = (index, step + 1)
             bar.update(1)
             checkpoint_due = (step + 1) % stage.checkpoint_every == 0 and step + 1 < total
@@ -196,6 +203,9 @@ class StageRunner:
             kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
             kill_point("JASPER_INTERRUPT_AFTER_STEPS", self.steps_this_process, signal.SIGINT)
         bar.close()
+        if done["seconds"] > 0 and self.ranks.is_main:
+            logger.info("stage '%s': %.1f texts/s, %s tokens/s over its training steps", stage.name,
+                        done["texts"] / done["seconds"], f"{done['tokens'] / done['seconds']:,.0f}")  # fmt: skip
         if self.engine is not None:
             self.engine.destroy()  # its gradient hooks must not outlive the stage
             self.engine = None
@@ -204,20 +214,41 @@ class StageRunner:
             best = load_checkpoint(self.config.folder.best_checkpoint(index))
             assert best is not None
             self.student.load_state_dict(best.model)
-            logger.info("stage '%s' ends on its best dev weights: step %d, %s %.2f", stage.name, self.best["step"],
-                        self.best["key"], self.best["score"])  # fmt: skip
+            each = ", ".join(f"{d}-d {v:.2f}" for d, v in self.best.get("scores", {}).items())
+            logger.info(
+                "stage '%s' ends on its best dev weights: step %d of %d, for every head (STS-B dev %s; mean %.2f)",
+                *(stage.name, self.best["step"], total, each, self.best["score"]),
+            )
+
+    def judged_heads(self, stage: StageConfig) -> list[int]:
+        """The heads whose vectors a stage changes, which `keep_best` judges together: every head when the encoder
+        trains, else the heads whose weights train."""
+        if stage.train in ("last_layers", "all"):
+            return list(self.student.head_dims)
+        return list(stage.train_heads if stage.train_heads is not None else stage.active_heads(self.student.head_dims))
 
     def _evaluate(self, index: int, stage: StageConfig, step: int) -> None:
-        """Score the dev tasks now, log them, and keep the weights if they are the stage's best (`keep_best`)."""
+        """Score the dev tasks now, log them, and keep the weights if they are the stage's best (`keep_best`): the
+        mean STS-B dev over the heads the stage changes, NaN the worst, the stage's start a candidate too."""
         if self._watch is None:
             self._watch = DevWatch(self.config, self.student)
         scores = self._watch.score()
         if self.ranks.is_main:
-            self.log.write({"kind": EVAL_KIND, "stage_index": index, "stage": stage.name, "step": step} | scores)
-        key = self._watch.best_key
-        if not stage.keep_best or key is None or (self.best is not None and scores[key] <= self.best["score"]):
+            record = {"kind": EVAL_KIND, "stage_index": index, "stage": stage.name, "step": step, "time": time.time()}
+            self.log.write(record | scores)
+        if not stage.keep_best:
             return
-        self.best = {"stage": index, "step": step, "key": key, "score": scores[key]}
+        if not self._watch.has_dev:
+            if step == 0 and self.ranks.is_main:
+                logger.warning("stage '%s': keep_best has no STS-B dev to follow: it ends on its last weights",
+                               stage.name)  # fmt: skip
+            return
+        dims = self.judged_heads(stage)
+        score = selection_score(scores, dims)
+        if self.best is not None and score <= self.best["score"]:
+            return
+        each = {d: scores.get(watch_key(DEV_TASK, d), float("nan")) for d in dims}
+        self.best = {"stage": index, "step": step, "score": score, "scores": each}
         if self.ranks.is_main:
             save_checkpoint(
                 self.config.folder.best_checkpoint(index), TrainState(index, step, self.student.state_dict())
@@ -232,33 +263,7 @@ class StageRunner:
 
     def batch_of(self, index: int, stage: StageConfig, step: int) -> np.ndarray:
         """The corpus rows of step `step` of stage `index` (a pure function of the seed: resumes see the same)."""
-        epoch, position = divmod(step, len(self.train_rows) // stage.batch_size)
-        key = (index, epoch, stage.batch_size, stage.length_pool, stage.batching, stage.cluster_share, stage.clusters)
-        if self._order[0] != key:  # one shuffle (and sort) per epoch, not per step
-            lengths = self.tokens.lengths[self.train_rows] if stage.length_pool > 1 else None
-            n_rows, seed = len(self.train_rows), self.config.seed
-            order = epoch_order(n_rows, index, epoch, stage.batch_size, seed, lengths, stage.length_pool)
-            if stage.batching == "clustered":
-                rng = np.random.default_rng([seed, index, epoch, 1])
-                order = clustered_order(order, self.clusters(stage), stage.batch_size, stage.cluster_share, rng)
-            self._order = (key, order)
-        batch = self._order[1][position * stage.batch_size : (position + 1) * stage.batch_size]
-        return self.train_rows[batch]
-
-    def clusters(self, stage: StageConfig) -> np.ndarray:
-        """The k-means cluster of each training row's teacher vector (`batching: clustered`), computed once per run
-        and cached in the run folder. (N_train,)"""
-        count = stage.clusters or max(2, len(self.train_rows) // (8 * stage.batch_size))
-        if count > len(self.train_rows):
-            raise JasperError(
-                f"stage '{stage.name}': clusters {count} is more than the {len(self.train_rows)} training rows: "
-                "lower `clusters` (or leave it unset: training rows // (8 x batch_size))"
-            )
-        if count not in self._clusters:
-            vectors = self.store.vectors(self.train_rows).numpy()
-            folder = self.config.folder.clusters
-            self._clusters[count] = cached_clusters(folder, vectors, count, self.config.seed)
-        return self._clusters[count]
+        return self.order.batch(index, stage, step)
 
     def train_step(
         self,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from jasper.config import RunConfig
-from jasper.data.prepare import load_texts
+from jasper.data.prepare import load_corpus
 from jasper.data.store import TeacherStore
 from jasper.distributed import barrier, setup_device
 from jasper.errors import JasperError
@@ -47,8 +47,8 @@ def training_student(config: RunConfig, device: torch.device) -> Student:
 
 def _train_text(config: RunConfig, on_checkpoint: Callable[[tuple[int, int]], object] | None) -> None:
     seed_everything(config.seed)
-    texts = load_texts(config)
-    store = TeacherStore(config.store_dir, config.teachers, texts)
+    corpus = load_corpus(config)
+    store = TeacherStore(config.store_dir, config.teachers, corpus.texts, corpus.roles)
     fc1 = config.student.heads[0]
     if fc1 != store.dim and any("cosine" in s.fc1_losses for s in config.stages):
         raise JasperError(
@@ -59,6 +59,7 @@ def _train_text(config: RunConfig, on_checkpoint: Callable[[tuple[int, int]], ob
     if config.cuda_graphs and (device.type != "cuda" or ranks.active):
         raise JasperError("cuda_graphs: true needs one CUDA device and one process; set it to false here")
     student = training_student(config, device)
+    texts = student.inputs(corpus.texts, corpus.roles)  # what the student reads: each text behind its prompt
     if ranks.is_main:
         _log_cut_texts(student, texts)
     StageRunner(config, student, texts, store, ranks, on_checkpoint if ranks.is_main else None).run()
@@ -73,5 +74,5 @@ def _log_cut_texts(student: Student, texts: list[str]) -> None:
     lengths = [len(ids) for ids in student.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
     cut = sum(n > student.max_length for n in lengths)
     share = 100 * cut / max(1, len(texts))
-    logger.info("student max_length %d: %s of %s texts (%.1f%%) are longer and cut", student.max_length,
-                f"{cut:,}", f"{len(texts):,}", share)  # fmt: skip
+    logger.info("student max_length %d (training cut): %s of %s texts (%.1f%%) are longer and cut; exports read %d",
+                student.max_length, f"{cut:,}", f"{len(texts):,}", share, student.max_seq_length)  # fmt: skip

@@ -65,3 +65,55 @@ def epoch_order(
     sorted_rows = np.concatenate([p[np.argsort(lengths[p], kind="stable")] for p in pools])
     batches = sorted_rows.reshape(-1, batch_size)[rng.permutation(used // batch_size)]
     return np.concatenate([batches.reshape(-1), order[used:]])
+
+
+def token_batches(
+    order: np.ndarray, lengths: np.ndarray, batch_size: int, max_tokens: int, multiple: int = 1
+) -> list[np.ndarray]:
+    """`order` (positions, in the sequence to batch them) cut into batches of at most `batch_size` rows and at most
+    `max_tokens` padded tokens (rows x the longest row), each a multiple of `multiple` rows and at least two (the
+    in-batch losses need pairs); rows left over at the end wait for the next epoch."""
+    smallest = max(2, multiple)
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    longest = 0
+    for position in order:
+        size = int(lengths[position])
+        if len(current) >= smallest and (
+            len(current) + 1 > batch_size or (len(current) + 1) * max(longest, size) > max_tokens
+        ):
+            keep = len(current) - len(current) % multiple
+            batches.append(np.asarray(current[:keep], dtype=np.int64))
+            current = current[keep:]
+            longest = max((int(lengths[p]) for p in current), default=0)
+        current.append(int(position))
+        longest = max(longest, size)
+    keep = len(current) - len(current) % multiple
+    if keep >= smallest:
+        batches.append(np.asarray(current[:keep], dtype=np.int64))
+    return batches
+
+
+def epoch_token_batches(
+    n_rows: int,
+    stage_index: int,
+    epoch: int,
+    batch_size: int,
+    seed: int,
+    lengths: np.ndarray,
+    pool: int,
+    max_tokens: int,
+    multiple: int = 1,
+) -> list[np.ndarray]:
+    """One epoch of a stage as token-bounded batches (`max_batch_tokens`): a seeded shuffle cut into pools of `pool`
+    x `batch_size` rows, each pool sorted by token length and cut by `token_batches`, the batches shuffled. Every
+    row comes once (but a few at a pool's end); a pure function of the seed."""
+    rng = np.random.default_rng([seed, stage_index, epoch])
+    order = rng.permutation(n_rows)
+    span = max(1, pool) * batch_size
+    batches: list[np.ndarray] = []
+    for start in range(0, n_rows, span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += token_batches(chunk, lengths, batch_size, max_tokens, multiple)
+    return [batches[i] for i in rng.permutation(len(batches))]

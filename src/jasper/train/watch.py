@@ -1,10 +1,10 @@
-"""Quality while training: STS-B dev (and the run's derived retrieval task) scored every `eval_every` steps, and
-the weights with the best FC1 dev score kept when a stage asks for it (`keep_best`)."""
+"""Quality while training: STS-B dev (and the dev split of the run's derived retrieval task) scored every
+`eval_every` steps, and the weights with the best dev score kept when a stage asks for it (`keep_best`)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
 
 import numpy as np
 
@@ -23,6 +23,13 @@ def watch_key(task: str, dim: int) -> str:
     return f"{task}@{dim}"
 
 
+def selection_score(scores: dict[str, float], dims: list[int]) -> float:
+    """What `keep_best` compares: the mean STS-B dev over `dims`, NaN (or a missing score) counting as the worst."""
+    values = [scores.get(watch_key(DEV_TASK, dim), math.nan) for dim in dims]
+    mean = float(np.mean(values)) if values else math.nan
+    return mean if math.isfinite(mean) else -math.inf
+
+
 class DevWatch:
     """The run's dev tasks, built once, scored on the student's current weights at every head."""
 
@@ -34,27 +41,32 @@ class DevWatch:
             self.tasks.append(PairSimilarityTask(DEV_TASK, pairs.left, pairs.right, pairs.scores))
         else:
             logger.warning("eval_every: STS-B dev is not scored during training (%s)", origin)
-        retrieval = derived_retrieval(config.folder)
+        retrieval = derived_retrieval(config.folder, split="dev")  # never the reported split
         if retrieval is not None:
             self.tasks.append(retrieval)
-        self.texts = list(dict.fromkeys(t for task in self.tasks for t in task.texts))
+        # every (role, text) the tasks read, embedded once per evaluation
+        self.keys = list(dict.fromkeys(k for task in self.tasks for k in zip(task.roles, task.texts, strict=True)))
 
     @property
-    def best_key(self) -> str | None:
-        """The score `keep_best` follows: FC1's STS-B dev, when STS-B dev is there."""
-        has_dev = any(task.name == DEV_TASK for task in self.tasks)
-        return watch_key(DEV_TASK, self.student.head_dims[0]) if has_dev else None
+    def has_dev(self) -> bool:
+        """Whether STS-B dev, which `keep_best` follows, is scored."""
+        return any(task.name == DEV_TASK for task in self.tasks)
 
     def score(self) -> dict[str, float]:
         """{`<task>[:<metric>]@<dim>`: score x 100} for every task at every head (no dropout, no random draw)."""
         if not self.tasks:
             return {}
         dims = list(self.student.head_dims)
-        vectors: dict[Any, np.ndarray] = self.student.encode(self.texts, list[int | None](dims), batch_size=128)
-        row = {text: i for i, text in enumerate(self.texts)}
+        vectors = {d: np.zeros((len(self.keys), d), dtype=np.float32) for d in dims}
+        for role in dict.fromkeys(r for r, _ in self.keys):
+            rows = [i for i, (r, _) in enumerate(self.keys) if r == role]
+            found = self.student.encode([self.keys[i][1] for i in rows], list[int | None](dims), 128, role=role)
+            for dim in dims:
+                vectors[dim][rows] = found[dim]
+        row = {key: i for i, key in enumerate(self.keys)}
         scores: dict[str, float] = {}
         for task in self.tasks:
-            rows = [row[text] for text in task.texts]
+            rows = [row[key] for key in zip(task.roles, task.texts, strict=True)]
             for dim in dims:
                 for name, value in metric_names(task.name, task.score(vectors[dim][rows])):
                     scores[watch_key(name, dim)] = float(value)
