@@ -107,8 +107,14 @@ def make_tokenizer(folder: Path):
     from transformers import BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(vocab()) + "\n", encoding="utf-8")
-    return BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    words = vocab()
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+    # the vocabulary itself, not its file: transformers 5 reads `vocab` and ignores a `vocab_file` argument
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    assert tokenizer("the cat")["input_ids"] == [2, words.index("the"), words.index("cat"), 3], (
+        "a vocabulary-less tokenizer"
+    )
+    return tokenizer
 
 
 def _save_tiny(folder: Path, config_class, model_class, layers: int, hidden: int, **extra) -> Path:
@@ -228,3 +234,12 @@ def teacher_huge(texts: list[str]) -> np.ndarray:
 def teacher_ragged(texts: list[str]) -> list[list[float]]:
     """Rows of different lengths: not an array."""
     return [[0.1] * (1 + i % 3) for i in range(len(texts))]
+
+
+SEEN: list[str] = []  # every text `recording_teacher` was given, in order
+
+
+def recording_teacher(texts: list[str]) -> np.ndarray:
+    """A hash teacher that records what it reads (prompts included)."""
+    SEEN.extend(texts)
+    return hash_teacher(texts, 8, "a")

@@ -17,7 +17,7 @@ from jasper.models.student import build_student
 from jasper.train import batching
 from jasper.train.batching import cached_clusters, clustered_order
 from jasper.train.loop import StageRunner
-from jasper.train.schedule import epoch_order, make_optimizer
+from jasper.train.schedule import epoch_order, epoch_token_batches, make_optimizer, token_batches
 from jasper.train.stages import apply_stage
 from test_cli import _jasper
 
@@ -131,23 +131,80 @@ def test_more_clusters_than_rows_is_one_clear_error(tiny_bert, corpus_file, tmp_
     assert refused.returncode == 2 and "clusters 10000 is more than the" in said and "Traceback" not in said
 
 
-def test_keep_best_ends_the_stage_on_the_best_dev_weights(tiny_bert, corpus_file, tmp_path):
+def test_keep_best_ends_the_stage_on_the_best_mean_over_its_heads(tiny_bert, corpus_file, tmp_path):
     path = _config(tiny_bert, corpus_file, tmp_path, "best", eval_every=1, keep_best=True, lr=0.05)
     assert _jasper("teach", str(path)).returncode == 0
     result = _jasper("train", str(path))
     assert result.returncode == 0, result.stderr
     records = [r for r in _log(tmp_path, "best") if r.get("kind") == "eval" and r["stage"] == "s3"]
-    best = max(records, key=lambda r: r["sts-b-dev@12"])
-    assert f"stage 's3' ends on its best dev weights: step {best['step']}" in " ".join(result.stderr.split())
+    assert [r["step"] for r in records] == [0, 1, 2, 3, 4]  # the stage's start is a candidate too
+    heads = ("sts-b-dev@12", "sts-b-dev@6", "sts-b-dev@3")  # s3 trains the encoder: every head's vectors move
+    best = max(records, key=lambda r: np.mean([r[k] for k in heads]))
+    said = " ".join(result.stderr.split())
+    assert f"stage 's3' ends on its best dev weights: step {best['step']} of 4, for every head" in said
+    assert f"mean {np.mean([best[k] for k in heads]):.2f}" in said
     from jasper.api import load_model  # the saved student is the best step's, scored again
     from jasper.train.watch import DevWatch
 
     model = load_model(tmp_path / "runs" / "best")
     config = build_config(yaml.safe_load(path.read_text()))
     again = DevWatch(config, model.student).score()
-    assert again["sts-b-dev@12"] == pytest.approx(best["sts-b-dev@12"], abs=1e-6)
+    assert all(again[k] == pytest.approx(best[k], abs=1e-6) for k in heads)
     refused = _jasper("train", str(path), "stages.0.eval_every=null")
     assert refused.returncode == 2 and "keep_best needs eval_every" in refused.stderr
+
+
+def test_keep_best_counts_nan_as_the_worst_and_can_end_on_the_start(tiny_bert, corpus_file, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jasper import cli
+    from jasper.train.watch import DevWatch, selection_score
+
+    assert selection_score({"sts-b-dev@8": float("nan"), "sts-b-dev@4": 90.0}, [8, 4]) == -np.inf
+    assert selection_score({"sts-b-dev@8": 80.0}, [8, 4]) == -np.inf  # a head not scored is no candidate
+    path = _config(tiny_bert, corpus_file, tmp_path, "start", eval_every=1, keep_best=True)
+    assert CliRunner().invoke(cli.app, ["teach", str(path)]).exit_code == 0
+    real = DevWatch.score
+    made = iter([80.0, float("nan"), 70.0, float("nan"), 79.0] * 3)  # per evaluation: the start is the best
+
+    def scripted(self):
+        scores = real(self)
+        value = next(made)
+        return {k: (value if k.startswith("sts-b-dev@") else v) for k, v in scores.items()}
+
+    monkeypatch.setattr(DevWatch, "score", scripted)
+    started = {}
+    from jasper.train import loop
+
+    original = loop.StageRunner._run_stage
+
+    def remember(self, index, stage, resume):
+        started[index] = {k: v.clone() for k, v in self.student.state_dict().items()}
+        return original(self, index, stage, resume)
+
+    monkeypatch.setattr(loop.StageRunner, "_run_stage", remember)
+    result = CliRunner().invoke(cli.app, ["train", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "stage 's3' ends on its best dev weights: step 0 of 4" in " ".join(result.output.split())
+    from jasper.models.student import load_student
+
+    saved = load_student(tmp_path / "runs" / "start" / "student").state_dict()
+    assert all(torch.equal(saved[k], started[2][k]) for k in saved)  # the weights the stage started from
+
+
+def test_a_killed_keep_best_stage_resumes_to_the_same_end(tiny_bert, corpus_file, tmp_path):
+    settings = {"eval_every": 1, "keep_best": True, "lr": 0.05, "checkpoint_every": 2}
+    whole = _config(tiny_bert, corpus_file, tmp_path, "kb-whole", **settings)
+    killed = _config(tiny_bert, corpus_file, tmp_path, "kb-killed", **settings)
+    assert _jasper("teach", str(whole)).returncode == 0
+    assert _jasper("train", str(whole)).returncode == 0
+    assert _jasper("train", str(killed), env={"JASPER_KILL_AFTER_STEPS": "11"}).returncode != 0  # in s3
+    assert _jasper("train", str(killed)).returncode == 0
+    assert _log(tmp_path, "kb-whole") == _log(tmp_path, "kb-killed")
+    for file in ("heads.safetensors", "backbone/model.safetensors"):
+        a = load_file(str(tmp_path / "runs" / "kb-whole" / "student" / file))
+        b = load_file(str(tmp_path / "runs" / "kb-killed" / "student" / file))
+        assert all(torch.equal(a[k], b[k]) for k in a), file
 
 
 def test_self_target_heads_train_alone(tiny_bert, corpus_file, tmp_path):
@@ -184,3 +241,34 @@ class _Targets:
 
     def vectors(self, rows: np.ndarray) -> torch.Tensor:
         return self.array[torch.from_numpy(np.asarray(rows))]
+
+
+def test_token_batches_hold_a_budget_of_padded_tokens():
+    lengths = np.random.default_rng(6).integers(4, 200, 600)
+    order = np.argsort(lengths, kind="stable")
+    batches = token_batches(order, lengths, batch_size=32, max_tokens=1024, multiple=2)
+    assert all(2 <= len(b) <= 32 and len(b) % 2 == 0 for b in batches)
+    assert all(len(b) * lengths[b].max() <= 1024 for b in batches if len(b) > 2)  # the budget, but for a pair
+    sizes = [len(b) for b in batches]
+    assert max(sizes) == 32 and min(sizes) < 10  # short texts fill the rows, long ones the tokens
+    used = np.concatenate(batches)
+    assert len(set(used.tolist())) == len(used) and len(order) - len(used) < 2  # each row once, one may wait
+    def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
+        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    again = epoch_token_batches(600, 1, 2, 32, 0, lengths, 4, 1024)
+    assert same(again, epoch_token_batches(600, 1, 2, 32, 0, lengths, 4, 1024))
+    assert not same(again, epoch_token_batches(600, 1, 3, 32, 0, lengths, 4, 1024))  # each epoch its own shuffle
+
+
+def test_a_killed_token_budget_run_resumes_onto_the_same_batches(tiny_bert, corpus_file, tmp_path):
+    settings = {"max_batch_tokens": 48, "length_pool": 4, "checkpoint_every": 3}
+    whole = _config(tiny_bert, corpus_file, tmp_path, "tok-whole", **settings)
+    killed = _config(tiny_bert, corpus_file, tmp_path, "tok-killed", **settings)
+    assert _jasper("teach", str(whole)).returncode == 0
+    assert _jasper("train", str(whole)).returncode == 0
+    assert _jasper("train", str(killed), env={"JASPER_KILL_AFTER_STEPS": "7"}).returncode != 0
+    assert _jasper("train", str(killed)).returncode == 0
+    log = [r for r in _log(tmp_path, "tok-whole") if r.get("kind") != "eval"]
+    assert log == [r for r in _log(tmp_path, "tok-killed") if r.get("kind") != "eval"]
+    assert {r["texts"] for r in log} != {8} and all(r["tokens"] > 0 for r in log)  # fewer rows where texts are long

@@ -61,8 +61,9 @@ def test_gensim_sample_corpus_is_deterministic_and_clean():
     _need("gensim")
     from jasper.data.sources import gensim_sample
 
-    first, heldout = gensim_sample(500, seed=0, holdout_articles=5)
-    assert (first, heldout) == gensim_sample(500, seed=0, holdout_articles=5)
-    assert len(heldout) == 5
+    first, heldout, dev = gensim_sample(500, seed=0, holdout_articles=5, dev_articles=3)
+    assert (first, heldout, dev) == gensim_sample(500, seed=0, holdout_articles=5, dev_articles=3)
+    assert len(heldout) == 5 and len(dev) == 3 and not set(heldout) & set(dev)
+    assert gensim_sample(500, seed=0, holdout_articles=5)[1] == heldout  # the test articles do not move
     assert len(first) == 500 and len(set(first)) == 500
     assert all("|" not in s and len(s) >= 40 for s in first)

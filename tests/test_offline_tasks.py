@@ -44,3 +44,24 @@ def test_heldout_retrieval_file_becomes_the_derived_task(tmp_path):
     retrieval = next(t for t in tasks if t.name == "wiki-retrieval-derived")
     assert retrieval.queries == ["q one", "q two"] and retrieval.relevant == [{0, 1}, {2}]
     assert not any("derived retrieval skipped" in n for n in notes)
+
+
+def test_training_watches_the_dev_split_never_the_reported_one(tmp_path, tiny_bert):
+    from jasper.config import build_config
+    from jasper.models.student import build_student
+    from jasper.train.watch import DevWatch
+
+    from conftest import tiny_config_dict
+
+    data = {"queries": ["q one"], "passages": ["a", "b"], "relevant": [[0]], "articles": ["1"]}
+    config = build_config(tiny_config_dict(tiny_bert, tmp_path / "c.txt", tmp_path / "runs"))
+    run = config.folder.root
+    run.mkdir(parents=True)
+    (run / "heldout_retrieval.json").write_text(json.dumps(data))
+    assert not DevWatch(config, build_student(config.student)).tasks  # no dev split: nothing is watched
+    (run / "heldout_retrieval_dev.json").write_text(json.dumps(data | {"queries": ["q two"]}))
+    watched = DevWatch(config, build_student(config.student))
+    assert [t.name for t in watched.tasks] == ["wiki-retrieval-derived-dev"]
+    assert watched.tasks[0].queries == ["q two"]
+    tasks, _ = offline_tasks(None, run, [])
+    assert [t.queries for t in tasks if t.name.startswith("wiki-retrieval")] == [["q one"]]  # reported: test

@@ -57,8 +57,8 @@ def _loss_and_grads(student, heads: dict[int, torch.Tensor]) -> tuple[torch.Tens
 
 
 def _plain(student) -> dict[int, torch.Tensor]:
-    """The reference: the tokenizer's own padded batch, one encoder call."""
-    return student.project(student.pooled(student.tokenize(TEXTS)), [8, 4])
+    """The reference: the tokenizer's own padded batch at the training cut, one encoder call."""
+    return student.project(student.pooled(student.tokenize(TEXTS, student.max_length)), [8, 4])
 
 
 def _assert_same(found, expected, rtol=1e-4, atol=1e-6):
@@ -75,7 +75,7 @@ def test_collate_of_cached_ids_is_the_tokenizer_batch(family, request):
     cache = TokenCache.build(student.token_ids, TEXTS)
     rows = np.array([5, 0, 17, 3])
     batch = student.collate(cache.rows(rows))
-    expected = student.tokenize([TEXTS[i] for i in rows])
+    expected = student.tokenize([TEXTS[i] for i in rows], student.max_length)  # training reads at its cut
     assert batch.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(batch[key], value), key

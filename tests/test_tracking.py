@@ -118,3 +118,46 @@ def test_a_configured_tool_that_is_missing_is_one_line(tiny_bert, corpus_file, t
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "log.report_to names wandb, which is not installed: pip install 'jasper-distill[wandb]'" in result.output
     assert not (tmp_path / "runs" / "tiny" / "teachers").exists()  # refused before any work
+
+
+def _each_step_once(run: Path, store: Path) -> None:
+    import json
+
+    state = json.loads((run / "tracking.json").read_text())
+    assert [step for step, _ in _tensorboard(run / "tb")["train/loss"]] == list(range(1, STEPS + 1))
+    assert [step for step, _ in _mlflow(store, state["mlflow_run_id"], "train/loss")] == list(range(1, STEPS + 1))
+    steps = [int(float(r["train/step"])) for r in _wandb_rows(run) if "train/step" in r]
+    assert steps == list(range(1, STEPS + 1))
+
+
+def test_kills_inside_a_sync_leave_each_step_once_in_every_tool(tiny_bert, corpus_file, tmp_path):
+    path = _config(tmp_path, tiny_bert, corpus_file, ["tensorboard", "mlflow", "wandb"])
+    run = tmp_path / "runs" / "tiny"
+    assert _jasper("teach", str(path)).returncode == 0
+    # every tool has stored the first checkpoint's steps, jasper has not yet noted them sent: they are sent again
+    assert _jasper("train", str(path), env={"JASPER_KILL_IN_SYNC": "3"}).returncode == -9
+    # then a kill inside a W&B session, after its first row
+    assert _jasper("train", str(path), env={"JASPER_KILL_IN_WANDB": "1"}).returncode == -9
+    finished = _jasper("run", str(path))
+    assert finished.returncode == 0, finished.stderr
+    _each_step_once(run, tmp_path / "runs")
+
+
+def test_wandb_decides_online_or_offline_without_asking(tmp_path, monkeypatch):
+    import wandb
+
+    from jasper.tracking import wandb as tracker
+
+    def never(*args, **kwargs):
+        raise AssertionError("W&B's API was asked (it can prompt for a key and call the network)")
+
+    monkeypatch.setattr(wandb, "Api", never)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    assert not tracker._logged_in()  # no key, no netrc: offline
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password 0123456789abcdef\n")
+    assert tracker._logged_in()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.com")
+    assert not tracker._logged_in()  # the key is for another host
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert tracker._logged_in()

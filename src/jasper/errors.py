@@ -7,6 +7,7 @@ keeps its traceback. `JASPER_DEBUG=1` shows the traceback of a `JasperError` too
 from __future__ import annotations
 
 import errno
+import os
 
 
 class JasperError(Exception):
@@ -40,22 +41,26 @@ def describe_os_error(error: OSError) -> str | None:
 
 # how libraries word a write that failed for lack of space or a file-size limit, when they raise their own types
 # (torch, safetensors, protobuf, numpy): the errno's text, and Rust's "(os error N)"
-_WRITE_FAILED = {
-    errno.ENOSPC: ("No space left on device", "os error 28", "StorageFull", "file write failed"),
+_WRITE_FAILED: dict[int | None, tuple[str, ...]] = {
+    errno.ENOSPC: ("No space left on device", "os error 28", "StorageFull"),
     errno.EDQUOT: ("Disk quota exceeded", "os error 122"),
     errno.EFBIG: ("File too large", "os error 27"),
+    None: ("file write failed",),  # torch's words, whichever of the three it was
 }
+_ANY_LIMIT = f"free some space, or lift a file-size limit (`ulimit -f`), and {_RESUME}"
 
 
-def write_cause(error: BaseException) -> tuple[int, str, str | None] | None:
-    """(errno, what was said, the file if known) when `error`, or an error it came from, is a write that failed for
-    lack of space, a quota or a file-size limit; None otherwise (and for an error already meant for the user)."""
+def write_cause(error: BaseException) -> tuple[int | None, str, str | None] | None:
+    """(errno, or None where the library did not say which; what was said; the file if known) when `error`, or an
+    error it came from, is a write that failed for lack of space, a quota or a file-size limit; None otherwise (and
+    for an error already meant for the user)."""
     seen: BaseException | None = error
     while seen is not None and not isinstance(seen, JasperError):
         number = seen.errno if isinstance(seen, OSError) else None
-        said = (str(seen).strip().splitlines() or [type(seen).__name__])[0][:160]
         for code, words in _WRITE_FAILED.items():
             if number == code or any(w in str(seen) for w in words):
+                # the system's words for the cause, not each library's wrapping of them
+                said = os.strerror(code) if code is not None else str(seen).strip().splitlines()[0][:160]
                 filename = seen.filename if isinstance(seen, OSError) and seen.filename else None
                 return code, said, str(filename) if filename is not None else None
         seen = seen.__cause__ or seen.__context__
@@ -74,4 +79,4 @@ def describe_failure(error: BaseException) -> str | None:
         return None
     code, said, filename = cause
     where = f" '{filename}'" if filename else ""
-    return f"a write{where} failed ({said}): {_OS_ADVICE[code]}"
+    return f"a write{where} failed ({said}): {_OS_ADVICE[code] if code is not None else _ANY_LIMIT}"

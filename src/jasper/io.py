@@ -33,7 +33,10 @@ def write_failure(path: Path, error: BaseException) -> JasperError | None:
     if cause is None:
         return None
     code, said, _ = cause
-    what = "the file is over this system's size limit (`ulimit -f`)" if code == errno.EFBIG else "the disk is full"
+    what = {
+        errno.EFBIG: "the file is over this system's size limit (`ulimit -f`)",
+        None: "the disk is full, or a file-size limit (`ulimit -f`) was reached",
+    }.get(code, "the disk is full")
     return JasperError(
         f"cannot write '{path}' ({said}): {what}. Free some space (or lift the limit) and rerun the same command: it "
         "resumes from what was saved"

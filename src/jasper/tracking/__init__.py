@@ -3,7 +3,8 @@
 The run's `train_log.jsonl` stays the record; the trackers get a copy of it as far as the last checkpoint each
 time one is written (every `checkpoint_every` steps and at every stage end), so a killed and resumed run sends
 each step exactly once. `<run>/tracking.json` keeps the tracked run's ids (a resumed run continues the same W&B and
-MLflow run, and writes to the same TensorBoard folder) and how far the log has been sent. Only rank 0 tracks.
+MLflow run, and writes to the same TensorBoard folder), how far the log has been sent, and what the tools wrote since
+(removed and sent again after a kill, so that a replay writes nothing twice). Only rank 0 tracks.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,23 +45,23 @@ class Tracking:
         run = config.folder
         state = _read_state(run.tracking_state)
         state.setdefault("wandb_id", uuid.uuid4().hex[:12])
+        _drop_unsent(state)
+        atomic_write_json(run.tracking_state, state)
+
+        def note(written: Path) -> None:  # a tool's file or session written: unsent until the next mark
+            state["unsent"] = [*state.get("unsent", []), str(written)]
+            atomic_write_json(run.tracking_state, state)
+
         trackers: list[Tracker] = []
         for tool in config.log.report_to:
             if tool == "tensorboard":
                 from jasper.tracking.tensorboard import TensorBoardTracker
 
-                trackers.append(TensorBoardTracker(run.tensorboard))
+                trackers.append(TensorBoardTracker(run.tensorboard, note))
             elif tool == "wandb":
                 from jasper.tracking.wandb import WandbTracker
 
-                def note(sessions: list[str], state: dict[str, Any] = state, path: Path = run.tracking_state) -> None:
-                    atomic_write_json(path, state | {"wandb_unsent": list(sessions)})
-                    state["wandb_unsent"] = list(sessions)
-
-                unsent = list(state.get("wandb_unsent") or [])
-                trackers.append(
-                    WandbTracker(run.root, state["wandb_id"], config.log.project, config.name, unsent, note)
-                )
+                trackers.append(WandbTracker(run.root, state["wandb_id"], config.log.project, config.name, note))
             else:
                 from jasper.tracking.mlflow import MlflowTracker
 
@@ -122,12 +124,23 @@ class Tracking:
         self._mark_sent({})  # what a close sends (teaching rates, the report) is never sent again
 
     def _mark_sent(self, update: dict[str, Any]) -> None:
-        """Save how far the log was sent, and that every tool session so far holds only sent rows, in one write."""
+        """Save how far the log was sent, and that every tool's files so far hold only sent rows, in one write."""
         self.state.update(update)
-        self.state["wandb_unsent"] = []
+        self.state["unsent"] = []
         self._save()
-        for tracker in self.trackers:
-            getattr(tracker, "sent", lambda: None)()
+
+
+def _drop_unsent(state: dict[str, Any]) -> None:
+    """Remove what the tools wrote after the last mark (a kill came before it): those rows are sent again, and each
+    step reaches each tool once. Files and sessions the tools keep apart per flush make this possible (TensorBoard's
+    event files, W&B's offline sessions); MLflow's store keeps one copy of a metric sent twice at the same time."""
+    for written in state.pop("unsent", []):
+        path = Path(written)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink()
+    state["unsent"] = []
 
 
 def _read_state(path: Path) -> dict[str, Any]:

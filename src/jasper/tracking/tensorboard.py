@@ -1,7 +1,9 @@
-"""TensorBoard: event files in the run folder (`runs/<name>/tb/`), written by TensorBoard's own writer."""
+"""TensorBoard: event files in the run folder (`runs/<name>/tb/`), one per flush, by TensorBoard's own writer."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,43 +13,58 @@ from jasper.tracking.base import missing
 
 
 class TensorBoardTracker:
-    """`torch.utils.tensorboard.SummaryWriter` on `<run>/tb`: every session appends to the same folder."""
+    """TensorBoard's own writer on `<run>/tb`: each flush writes its rows to an event file of its own, which the run's
+    tracking state lists until jasper notes them sent (a kill before that: the file goes, the rows are sent again)."""
 
     name = "tensorboard"
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, note: Callable[[Path], object] | None = None) -> None:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # noqa: F401
         except ImportError:
             raise missing("tensorboard") from None
         self.folder = Path(folder)
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self.note = note or (lambda written: None)
+        self.rows: list[tuple[str, float, int, float | None]] = []
+        self.texts: list[tuple[str, str]] = []
+        self.images: list[tuple[str, Any]] = []
 
     def where(self) -> str:
         """The command that shows it."""
         return f"tensorboard --logdir {self.folder}"
 
     def scalars(self, values: dict[str, float], step: int, axis: str, at: float | None = None) -> None:
-        """One scalar series per name, under `<axis>/` (a step sent again after a kill replaces the first copy in
-        TensorBoard's reader, which drops a series' points at and past a step it sees again)."""
-        for name, value in values.items():
-            self.writer.add_scalar(f"{axis}/{name}", value, step, walltime=at)
+        """One scalar series per name, under `<axis>/`, written at the next flush."""
+        self.rows += [(f"{axis}/{name}", value, step, at) for name, value in values.items()]
 
     def summary(self, table: list[dict[str, Any]], markdown: str, config: dict[str, Any], files: list[Path]) -> None:
-        """The table and the config as text, the plots as images."""
+        """The table and the config as text, the plots as images, written at the next flush."""
         import matplotlib.image
 
-        self.writer.add_text("report", markdown)  # the whole table: a scalar card per cell would bury the curves
-        self.writer.add_text("config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```")
+        self.texts.append(("report", markdown))  # the whole table: a scalar card per cell would bury the curves
+        self.texts.append(("config", "```yaml\n" + yaml.safe_dump(config, sort_keys=False) + "```"))
         for file in files:
             if file.suffix == ".png":
-                image = matplotlib.image.imread(file)[..., :3]  # RGB, without the alpha channel
-                self.writer.add_image(f"plots/{file.stem}", image, 0, dataformats="HWC")
+                self.images.append((f"plots/{file.stem}", matplotlib.image.imread(file)[..., :3]))  # RGB, no alpha
 
     def flush(self) -> None:
-        """Write the buffered events to the event file."""
-        self.writer.flush()
+        """Write what is held to an event file of its own, closed before this returns."""
+        if not (self.rows or self.texts or self.images):
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(self.folder), filename_suffix=f".{uuid.uuid4().hex[:8]}")
+        events: Any = writer.file_writer
+        self.note(Path(events.event_writer._file_name))  # removed, and its rows sent again, after a kill
+        for tag, value, step, at in self.rows:
+            writer.add_scalar(tag, value, step, walltime=at)
+        for tag, text in self.texts:
+            writer.add_text(tag, text)
+        for tag, image in self.images:
+            writer.add_image(tag, image, 0, dataformats="HWC")
+        writer.close()
+        self.rows, self.texts, self.images = [], [], []
 
     def close(self, failed: bool) -> None:
-        """Flush the event file."""
-        self.writer.close()
+        """Write what is held."""
+        self.flush()

@@ -5,15 +5,13 @@ network: no login prompt ever stops a run.
 W&B's service keeps what it is sent in memory until a session ends, and loses it if the process is killed, so each
 flush is a short session of the same run (resumed by its id): what is flushed is stored. Each step reaches W&B once,
 also when a kill lands inside a session or before jasper marked its steps sent: the offline sessions not yet marked
-sent (`wandb_unsent` in the run's tracking.json, saved together with how far the log was sent) are removed before
-their rows are sent again, and a resumed online run skips the steps W&B already has (its summary's last
-`<axis>/step`)."""
+sent (`unsent` in the run's tracking.json, saved together with how far the log was sent) are removed before their
+rows are sent again, and a resumed online run skips the steps W&B already has (its summary's last `<axis>/step`)."""
 
 from __future__ import annotations
 
 import netrc
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,13 +41,7 @@ class WandbTracker:
     name = "wandb"
 
     def __init__(
-        self,
-        folder: Path,
-        run_id: str,
-        project: str,
-        run_name: str,
-        unsent: list[str] | None = None,
-        note: Callable[[list[str]], object] | None = None,
+        self, folder: Path, run_id: str, project: str, run_name: str, note: Callable[[Path], object] | None = None
     ) -> None:
         try:
             import wandb  # noqa: F401
@@ -60,11 +52,7 @@ class WandbTracker:
         self.rows: list[dict[str, Any]] = []
         self.report: tuple[list[dict[str, Any]], dict[str, Any], list[Path]] | None = None
         self.url: str | None = None
-        for session in unsent or []:  # sessions whose rows were not marked sent: they are sent again
-            shutil.rmtree(session, ignore_errors=True)
-        self.unsent: list[str] = []
-        self.note = note or (lambda sessions: None)  # saves the unsent sessions with the run's tracking state
-        self.note(self.unsent)
+        self.note = note or (lambda written: None)  # an offline session written: unsent until jasper marks it
         if self.mode == "online":
             self._session(lambda run: None)  # the run's URL, to say where to look
 
@@ -89,10 +77,6 @@ class WandbTracker:
             return
         self._session(self._write, failed)
         self.rows, self.report = [], None
-
-    def sent(self) -> None:
-        """Every session so far holds rows marked sent: none is removed from here on."""
-        self.unsent = []
 
     def _write(self, run: Any) -> None:
         import wandb
@@ -130,8 +114,7 @@ class WandbTracker:
         if self.mode == "online":
             self.url = str(run.url)
         elif self.rows or self.report is not None:
-            self.unsent.append(str(Path(run.dir).parent))  # the session's folder, removed if not marked sent
-            self.note(self.unsent)
+            self.note(Path(run.dir).parent)  # the session's folder: removed, and its rows sent again, after a kill
         write(run)
         run.finish(exit_code=1 if failed else 0)
 
