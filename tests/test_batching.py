@@ -253,6 +253,7 @@ def test_token_batches_hold_a_budget_of_padded_tokens():
     assert max(sizes) == 32 and min(sizes) < 10  # short texts fill the rows, long ones the tokens
     used = np.concatenate(batches)
     assert len(set(used.tolist())) == len(used) and len(order) - len(used) < 2  # each row once, one may wait
+
     def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
         return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
