@@ -99,7 +99,7 @@ class EmbeddingModel:
         if self.student_dir is not None:
             from jasper.models.student import load_student
 
-            self.student = load_student(self.student_dir)
+            self.student = load_student(self.student_dir, inference=True)
             self.dims = list(self.student.head_dims)
         else:
             self.sentence_transformer = load_sentence_transformer(self.target)

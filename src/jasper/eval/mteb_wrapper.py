@@ -97,7 +97,7 @@ def evaluate_mteb_run(
 
     if importlib.util.find_spec("mteb") is None:
         return [], ["MTEB skipped: `pip install mteb` (or the `mteb` extra) to use --mteb"]
-    student = load_student(config.folder.student)
+    student = load_student(config.folder.student, inference=True)
     rows: list[dict[str, Any]] = []
     notes: list[str] = []
     for dim in dims or student.head_dims[:1]:

@@ -229,10 +229,10 @@ def run_candidates(
 
 def _initialisation(config: RunConfig, reads: int) -> Student:
     """The student's starting point as its base model comes: no prompts, reading `reads` tokens."""
-    from jasper.models.student import build_student
+    from jasper.models.student import build_student, pack_for_inference
 
     plain = config.student.model_copy(update={"prompts": {}, "default_prompt_name": None, "max_seq_length": reads})
-    return build_student(plain)
+    return pack_for_inference(build_student(plain).eval())
 
 
 CONCAT_NAME = "teachers (concat)"
@@ -267,7 +267,7 @@ def evaluate_run(
     tasks, notes = offline_tasks(settings.stsb_dir, config.run_dir, list(settings.sts_files), settings.stsb_dev)
     found, skipped = benchmark_tasks(settings.retrieval)
     tasks, notes = tasks + found, notes + skipped
-    student = load_student(student_dir)
+    student = load_student(student_dir, inference=True)
     run_cache, shared_cache = ScoreCache(config.folder.eval_cache), ScoreCache(shared_cache_path())
     scores: list[Score] = []
     target = store.vectors(held).numpy()

@@ -196,6 +196,32 @@ class Student(nn.Module):
         return {d: torch.cat(c).numpy()[inverse] if c else np.zeros((0, 0), np.float32) for d, c in chunks.items()}
 
 
+PROBE = ["a probe sentence for the packed matmuls", "two"]
+
+
+def pack_for_inference(student: Student) -> Student:
+    """On a CPU in float32, run the encoder's Linear layers as oneDNN matmuls on weights packed once, with BERT's
+    exact GELU fused into the feed-forward matmul: the same float32 vectors (checked on a probe, else undone),
+    ~1.5x faster to embed long texts. For a student that only embeds from here on (evaluation, serving, encoding):
+    its packed layers do not train."""
+    from jasper.teachers import cpu_fusion
+
+    if student.device.type != "cpu" or student.training or not cpu_fusion.available():
+        return student
+    if any(p.dtype != torch.float32 for p in student.backbone.parameters()):
+        return student
+    with torch.no_grad():
+        reference = student.pooled(student.tokenize(PROBE))
+        undo = cpu_fusion.fuse_linears(student.backbone)
+        try:
+            same = torch.allclose(student.pooled(student.tokenize(PROBE)), reference, rtol=1e-4, atol=1e-5)
+        except RuntimeError:  # an op this build or layout does not support
+            same = False
+    if not same:
+        cpu_fusion.unfuse(undo)
+    return student
+
+
 def _enable_checkpointing(backbone: Any) -> None:
     """Activation checkpointing, non-reentrant (frozen embeddings give inputs without grad)."""
     kwargs = {"use_reentrant": False}
@@ -235,8 +261,8 @@ def save_student(student: Student, folder: Path) -> None:
     (folder / "student.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
 
-def load_student(folder: Path) -> Student:
-    """Load a student saved by `save_student`."""
+def load_student(folder: Path, inference: bool = False) -> Student:
+    """Load a student saved by `save_student`; `inference=True` for one that only embeds (`pack_for_inference`)."""
     folder = Path(folder)
     meta_path = folder / "student.json"
     if not meta_path.is_file():
@@ -255,4 +281,4 @@ def load_student(folder: Path) -> Student:
             f"the saved student '{folder}' cannot be loaded ({type(error).__name__}: {first}): it is damaged; "
             "train it again (`jasper train CONFIG --restart`)"
         ) from None
-    return student
+    return pack_for_inference(student.eval()) if inference else student

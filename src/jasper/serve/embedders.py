@@ -144,7 +144,7 @@ def load_embedder(
         from jasper.models.student import load_student
 
         run = run_holding(student_dir) or RunFolder(student_dir)
-        return StudentEmbedder(load_student(student_dir), name or _run_name(run))
+        return StudentEmbedder(load_student(student_dir, inference=True), name or _run_name(run))
     if not heads:
         raise JasperError(
             f"'{path}' is neither a jasper run (no student/student.json), an export folder (no dim-*/), nor a "
