@@ -89,7 +89,7 @@ def main() -> None:
     else:
         from jasper.data.sources import gensim_sample
 
-        texts, _ = gensim_sample(args.texts, seed=0)
+        texts = gensim_sample(args.texts, seed=0).sentences
     if len(texts) < args.texts:
         raise SystemExit(f"the corpus has only {len(texts)} sentences")
     config = TeacherConfig(

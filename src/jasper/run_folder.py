@@ -35,6 +35,11 @@ class RunFolder:
         """A built-in corpus, written once."""
         return self.root / "corpus.txt"
 
+    @property
+    def corpus_documents(self) -> Path:
+        """The built-in corpus's documents (`corpus.documents`), written once."""
+        return self.root / "corpus_documents.txt"
+
     def heldout_articles(self, split: str = "test") -> Path:
         """The built-in corpus's held-out Wikipedia articles of a split of the derived retrieval task (test: the
         reported one; dev: the one `eval_every` watches)."""

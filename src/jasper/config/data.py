@@ -42,6 +42,8 @@ class CorpusConfig(Strict):
     article_field: str | None = None
     role: Role = "text"  # what the rows of `path` / `dataset` / `source` are (`sources` give their own)
     max_texts: int | None = Field(default=None, gt=0)  # a seeded random sample (split over `sources` by share)
+    # the built-in corpus only: this many three-sentence passages of its Wikipedia articles, as documents
+    documents: int = Field(default=0, ge=0)
     holdout: int = Field(default=256, ge=0)  # rows kept out of training for agreement eval
     holdout_articles: int = Field(default=10, ge=0)  # whole articles kept out of training, for derived retrieval
     # more whole articles kept out, for the derived task's dev split: what `eval_every` scores while training, so
@@ -55,6 +57,8 @@ class CorpusConfig(Strict):
             raise ValueError(f"corpus needs exactly one of `path`, `dataset`, `source` or `sources`, got {given}")
         if self.sources is not None and not self.sources:
             raise ValueError("corpus.sources is empty")
+        if self.documents and self.source is None:
+            raise ValueError("corpus.documents is for the built-in corpus (`source`); other corpora give sources")
         if any(s.share is not None for s in self.sources or []) and self.max_texts is None:
             raise ValueError("corpus.sources with `share` need corpus.max_texts (the total the shares divide)")
         return self

@@ -36,20 +36,23 @@ def load_corpus(config: RunConfig) -> Corpus:
             if retrieval.queries:
                 _write_if_changed(config.folder.heldout_retrieval(split), asdict(retrieval))
         return Corpus(built.texts, built.roles)
-    cached = config.folder.corpus
-    if not cached.is_file():
+    cached, documents = config.folder.corpus, config.folder.corpus_documents
+    if not cached.is_file() or (corpus.documents and not documents.is_file()):
         from jasper.data.sources import gensim_sample
 
-        texts, heldout, dev = gensim_sample(
-            corpus.max_texts, config.seed, corpus.holdout_articles, corpus.holdout_dev_articles
-        )
-        check_texts(texts, str(corpus.source))
-        atomic_write_json(config.folder.heldout_articles(), heldout)
-        if dev:
-            atomic_write_json(config.folder.heldout_articles("dev"), dev)
-        atomic_write_text(cached, "\n".join(texts) + "\n")
+        sample = gensim_sample(corpus.max_texts, config.seed, corpus.holdout_articles, corpus.holdout_dev_articles,
+                               corpus.documents)  # fmt: skip
+        check_texts(sample.sentences, str(corpus.source))
+        atomic_write_json(config.folder.heldout_articles(), sample.heldout)
+        if sample.dev:
+            atomic_write_json(config.folder.heldout_articles("dev"), sample.dev)
+        if sample.passages:
+            atomic_write_text(documents, "\n".join(sample.passages) + "\n")
+        atomic_write_text(cached, "\n".join(sample.sentences) + "\n")
     texts = read_corpus(cached)
-    return Corpus(texts, [corpus.role] * len(texts))
+    passages = read_corpus(documents) if corpus.documents else []
+    roles = [str(corpus.role)] * len(texts) + ["document"] * len(passages)
+    return Corpus(texts + passages, roles)
 
 
 def load_texts(config: RunConfig) -> list[str]:

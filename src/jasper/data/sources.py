@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 MIN_CHARS, MAX_CHARS = 40, 300
@@ -70,19 +71,37 @@ def heldout_article_titles(
     return [sorted(eligible[:count]), sorted(eligible[count : count + dev])]
 
 
+PASSAGE_SENTENCES = 3  # a document of the built-in corpus: three consecutive sentences of an article
+
+
+@dataclass
+class GensimSample:
+    """The built-in corpus: sentences, passages (documents), and the articles kept out (test and dev)."""
+
+    sentences: list[str]
+    passages: list[str]
+    heldout: list[str]
+    dev: list[str]
+
+
 def gensim_sample(
-    max_texts: int | None, seed: int, holdout_articles: int = 0, dev_articles: int = 0
-) -> tuple[list[str], list[str], list[str]]:
-    """(sentences, held-out article titles, dev article titles): deduplicated Wikipedia + news sentences, shuffled
-    with `seed`, at most `max_texts`, none from the articles kept out for evaluation."""
+    max_texts: int | None, seed: int, holdout_articles: int = 0, dev_articles: int = 0, passages: int = 0
+) -> GensimSample:
+    """Deduplicated Wikipedia + news sentences, shuffled with `seed`, at most `max_texts`, and `passages` seeded
+    three-sentence passages of the Wikipedia articles, none from the articles kept out for evaluation."""
     articles = wikipedia_articles()
     heldout, dev = heldout_article_titles(articles, holdout_articles, seed, dev_articles)
-    kept_out = set(heldout) | set(dev)
-    sentences = [s for title, article in articles if title not in kept_out for s in article]
-    sentences += lee_background_sentences()
+    kept = [(title, article) for title, article in articles if title not in set(heldout) | set(dev)]
+    sentences = [s for _, article in kept for s in article] + lee_background_sentences()
     unique = list(dict.fromkeys(s for s in sentences if _looks_like_prose(s)))
     random.Random(seed).shuffle(unique)
-    return (unique[:max_texts] if max_texts else unique), heldout, dev
+    chunks = [
+        " ".join(article[i : i + PASSAGE_SENTENCES])
+        for _, article in kept
+        for i in range(0, len(article) - PASSAGE_SENTENCES + 1, PASSAGE_SENTENCES)
+    ]
+    chosen = random.Random(seed + 1).sample(chunks, min(passages, len(chunks))) if passages else []
+    return GensimSample(unique[:max_texts] if max_texts else unique, chosen, heldout, dev)
 
 
 def _looks_like_prose(sentence: str) -> bool:
