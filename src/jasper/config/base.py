@@ -21,4 +21,4 @@ class ConfigError(JasperError):
 class Strict(BaseModel):
     """A config section: unknown keys are errors, and values are checked when set."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)

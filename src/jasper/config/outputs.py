@@ -13,11 +13,16 @@ from jasper.data.images import MAX_IMAGE_PIXELS
 class RetrievalBenchmarkConfig(Strict):
     """A retrieval benchmark in BEIR's layout (e.g. SciFact): a local folder, else its hub copy (MTEB's)."""
 
-    name: str  # its rows in the report: `<name>-<split>:ndcg@10` and `:recall@100`
-    dir: str | None = None  # a local BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv
-    hub: str | None = None  # its hub id (MTEB's copy, e.g. mteb/scifact), read where `dir` is absent (`datasets`)
-    splits: list[str] = Field(default=["test"], min_length=1)  # choose settings on train (or dev), report test
-    teachers: bool = True  # score the teachers too (long documents take a CPU-bound teacher long)
+    name: str
+    """Its rows in the report: `<name>-<split>:ndcg@10` and `<name>-<split>:recall@100`."""
+    dir: str | None = None
+    """A local BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."""
+    hub: str | None = None
+    """Its hub id (MTEB's copy, e.g. `mteb/scifact`), read where `dir` is absent (extra `datasets`)."""
+    splits: list[str] = Field(default=["test"], min_length=1)
+    """The qrels splits to score: choose settings on `train` (or `dev`), report `test`."""
+    teachers: bool = True
+    """Score the teachers on it too (a CPU-bound teacher can take long over thousands of long documents)."""
 
     @model_validator(mode="after")
     def _an_origin(self) -> RetrievalBenchmarkConfig:
@@ -29,52 +34,73 @@ class RetrievalBenchmarkConfig(Strict):
 class EvalConfig(Strict):
     """Quick evaluation after training."""
 
-    stsb_dir: str | None = "../shared/data/stsb"  # original STS-B files; absent: the hub copy; null: no STS-B
-    # image evaluation of a run with a vision stage: Flickr8k test (retrieval both ways) and Imagenette (zero-shot)
+    stsb_dir: str | None = "../shared/data/stsb"
+    """A folder with the original STS-B files (sts-test.csv, sts-dev.csv); where they are absent, MTEB's hub copy;
+    null: no STS-B."""
     flickr8k_dir: str | None = "../shared/data/flickr8k/test"
+    """A run with a vision stage: the Flickr8k test images and captions (retrieval both ways)."""
     imagenette_dir: str | None = "../shared/data/imagenette/val"
+    """A run with a vision stage: Imagenette's validation images (zero-shot classification)."""
     zero_shot_prompt: str = "a photo of a {}."
-    stsb_dev: bool = False  # also score STS-B dev (what budgets and learning rates are tuned on, never test)
-    sts_files: list[str] = []  # more STS-B-format files, each its own task
-    retrieval: list[RetrievalBenchmarkConfig] = []  # retrieval benchmarks in BEIR's layout (SciFact, ...)
-    models: list[str] = []  # extra sentence-transformers models (folders or hub ids) to put in the table
+    """The zero-shot classification's caption for a class name."""
+    stsb_dev: bool = False
+    """Also score STS-B dev (what settings are chosen on, never test)."""
+    sts_files: list[str] = []
+    """More STS-B-format files, each a task of its own."""
+    retrieval: list[RetrievalBenchmarkConfig] = []
+    """Retrieval benchmarks in BEIR's layout (e.g. SciFact), read at the student's `max_seq_length`."""
+    models: list[str] = []
+    """More sentence-transformers models (folders or hub ids) to put in the table."""
     batch_size: int = Field(default=64, gt=0)
+    """Texts per batch while evaluating."""
     teachers: bool = True
+    """Score each teacher, and their concatenation, on the tasks."""
     init: bool = True
+    """Score the student's starting point (its base model, cut as `keep_layers` says) on the tasks."""
 
 
 class VisionConfig(Strict):
     """Stage 4's image side: the image encoder, its image-caption data and the visual tokens."""
 
-    # 'efficientnet-lite0' (offline, pip weights) or a Hugging Face vision tower (SigLIP / CLIP id or folder)
     encoder: str = "efficientnet-lite0"
-    # image-caption pairs: an imagefolder folder (metadata.jsonl), a {image, caption} JSONL, or a hub dataset id
+    """The image encoder: `efficientnet-lite0` (ImageNet weights from a pip package, offline) or a Hugging Face vision
+    tower (a SigLIP or CLIP id or folder)."""
     data: str
-    data_split: str = "train"  # the split of a hub dataset
-    tokens: int = Field(default=16, gt=0)  # visual tokens: the encoder's grid average-pooled to this many
-    # the image encoder's top-k ImageNet classes (a classifier encoder only) spliced in as the student's own word
-    # embeddings of their names, after the visual tokens; 0 = visual tokens only (the paper's design)
+    """Image-caption pairs: an imagefolder folder (metadata.jsonl), a `{image, caption}` JSON-lines file, or a hub
+    dataset id."""
+    data_split: str = "train"
+    """The split of a hub dataset."""
+    tokens: int = Field(default=16, gt=0)
+    """Visual tokens: the encoder's grid average-pooled to this many."""
     label_tokens: int = Field(default=0, ge=0)
-    # a residual two-layer MLP of this width beside the linear projection (0 = the linear projection alone)
+    """The image encoder's top-k ImageNet classes (a classifier encoder only), spliced in as the student's own word
+    embeddings of their names after the visual tokens; 0: visual tokens only (the paper's design)."""
     mlp_hidden: int = Field(default=0, ge=0)
-    flip: bool = True  # also cache mirrored training images: twice the image views at no cost per step
-    ridge_alpha: float = Field(default=0.01, gt=0)  # the closed-form projection's ridge (times the rows)
-    batch_size: int = Field(default=50, gt=0)  # images per image-encoder batch while caching features
-    # the largest image opened, in pixels (Pillow's guard against decompression bombs); null lifts it
+    """A residual two-layer MLP of this width beside the linear projection; 0: the projection alone."""
+    flip: bool = True
+    """Also cache mirrored training images: twice the views at no cost per step."""
+    ridge_alpha: float = Field(default=0.01, gt=0)
+    """The closed-form start of the projection: its ridge penalty (times the rows)."""
+    batch_size: int = Field(default=50, gt=0)
+    """Images per image-encoder batch while caching features."""
     max_image_pixels: int | None = Field(default=MAX_IMAGE_PIXELS, gt=0)
+    """The largest image opened, in pixels (Pillow's guard against decompression bombs); null lifts it."""
 
 
 class ExportConfig(Strict):
     """Which head dims to export as sentence-transformers folders (None = every head)."""
 
     dims: list[int] | None = None
-    # the licence written into each exported head's model card (a Hugging Face licence id, e.g. apache-2.0);
-    # unset, the card says the base model's and the teachers' terms apply
+    """The head dims `jasper run` exports; unset, every head."""
     license: str | None = None
+    """The licence written into each exported head's model card (a Hugging Face licence id, e.g. `apache-2.0`);
+    unset, the card says that the base model's and the teachers' terms apply."""
 
 
 class LogConfig(Strict):
     """Where training is watched besides train_log.jsonl: TensorBoard, Weights & Biases, MLflow (each optional)."""
 
     report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
-    project: str = "jasper"  # the W&B project and the MLflow experiment
+    """The tools that watch training besides train_log.jsonl (each installs with its extra)."""
+    project: str = "jasper"
+    """The W&B project and the MLflow experiment."""

@@ -45,25 +45,42 @@ class RunConfig(Strict):
     _folder: Path | None = PrivateAttr(default=None)
 
     name: str
+    """The run's name: its folder is `<output_dir>/<name>`."""
     output_dir: str = "runs"
+    """Where run folders go."""
     seed: int = 0
+    """Seeds the corpus sample, the held-out rows and articles, the batches and the initialisation."""
     device: str = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast on CUDA, as the paper trains
-    compile: bool = False  # torch.compile the student's encoder (in place: checkpoints and exports unchanged)
-    # replay the objective (forward and backward) as CUDA graphs, one per batch shape: CUDA only, one process,
-    # teacher targets (not short_head_target=self)
+    """`auto` (CUDA when there is one), `cpu`, `cuda` or `cuda:N`."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """`bf16`: autocast on CUDA, as the paper trains (float32 on a CPU)."""
+    compile: bool = False
+    """`torch.compile` the student's encoder (in place: checkpoints and exports are unchanged)."""
     cuda_graphs: bool = False
+    """Replay the objective (forward and backward) as CUDA graphs, one per batch shape: CUDA, one process and
+    teacher targets only."""
     threads: int | None = Field(default=None, gt=0)
+    """CPU threads for torch and OpenMP teachers; unset, their defaults."""
     corpus: CorpusConfig
+    """The training texts."""
     teachers: list[TeacherConfig] = Field(min_length=1)
+    """The teachers; their L2-normalised vectors, concatenated and normalised again, are the target."""
     store: StoreConfig = StoreConfig()
+    """The teacher-vector store."""
     student: StudentConfig
+    """The student."""
     loss: LossConfig = LossConfig()
+    """The losses' weights."""
     stages: list[StageConfig] = Field(default_factory=paper_stages, min_length=1)
+    """The training stages, in order; unset, the paper's stages 1-3."""
     vision: VisionConfig | None = None
+    """Stage 4's image side (a stage with `train: vision` needs it)."""
     eval: EvalConfig = EvalConfig()
+    """The evaluation after training."""
     export: ExportConfig = ExportConfig()
+    """What `jasper run` exports."""
     log: LogConfig = LogConfig()
+    """Experiment tracking."""
 
     @model_validator(mode="after")
     def _check(self) -> RunConfig:
@@ -112,8 +129,11 @@ class ModelEvalConfig(Strict):
     """`jasper eval MODEL` on a plain model: where its report goes, and the evaluation settings."""
 
     name: str
+    """The report's folder name (default `eval-<model folder>`)."""
     output_dir: str = "runs"
+    """Where the report's folder goes."""
     eval: EvalConfig = EvalConfig()
+    """The evaluation settings."""
 
     @property
     def run_dir(self) -> Path:

@@ -13,42 +13,65 @@ class StageConfig(Strict):
     """One training stage: what trains, which heads and losses, and the schedule."""
 
     name: str
-    # vision: stage 4, the image side only (projection of the image encoder's tokens), after the text stages
+    """The stage's name, in the logs, the plots and the checkpoints."""
     train: Literal["heads", "last_layers", "all", "vision"]
+    """What trains: the `heads` alone (the encoder frozen), the heads and the `last_layers` encoder layers, `all` of
+    the student, or `vision` (stage 4: the image side, after every text stage)."""
     last_layers: int = Field(default=0, ge=0)
-    heads: list[int] | Literal["fc1", "all"] = "fc1"  # heads whose losses apply
-    train_heads: list[int] | None = None  # heads whose weights train; None = the active heads
-    # FC1 learns the teachers' vectors by cosine alone by default: at equal budget it beat the paper's three losses
-    # on STS-B dev (docs/results.md#the-recipe); configs/jasper_paper.yaml names all three
+    """With `train: last_layers`: how many of the encoder's last layers train."""
+    heads: list[int] | Literal["fc1", "all"] = "fc1"
+    """The heads whose losses apply: `fc1`, `all`, or a list of head dims."""
+    train_heads: list[int] | None = None
+    """The heads whose weights train; unset, the heads whose losses apply (`[]`: the encoder learns through fixed
+    heads)."""
     fc1_losses: list[LossName] = ["cosine"]
+    """FC1's losses: by default cosine alone, which beat the paper's three on STS-B dev at equal budget
+    (docs/explanations.md); `configs/jasper_paper.yaml` names all three."""
     short_head_losses: list[LossName] = ["similarity", "resim"]
+    """The short heads' losses (their dims differ from the teachers', so no cosine)."""
     lr: float = Field(gt=0)
+    """AdamW's peak learning rate."""
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
+    """The share of the stage's steps that warm the learning rate up."""
     weight_decay: float = Field(default=0.01, ge=0)
+    """AdamW's weight decay."""
     schedule: Literal["cosine", "constant"] = "cosine"
+    """The learning rate after the warm-up: cosine decay to 0, or constant."""
     batch_size: int = Field(default=128, ge=2)
-    micro_batch_size: int | None = Field(default=None, gt=0)  # gradient caching: same objective, less memory
-    # batches drawn from pools of this many batches sorted by token length: little padding, each row still
-    # once per epoch; 1 = plain random batches
+    """Texts per step (the in-batch losses compare them with each other); under several processes, the global
+    batch."""
+    micro_batch_size: int | None = Field(default=None, gt=0)
+    """Gradient caching: the batch goes through the encoder this many texts at a time, for the same objective in
+    less memory."""
     length_pool: int = Field(default=1, ge=1)
-    # a batch holds at most batch_size rows and at most this many padded tokens (rows x its longest text): batches
-    # of long documents hold fewer rows than batches of short sentences (with length_pool, lengths sort together)
+    """Batches are drawn from pools of this many batches sorted by token length: little padding, every row still
+    once per epoch; 1 = plain random batches."""
     max_batch_tokens: int | None = Field(default=None, gt=0)
+    """A batch holds at most `batch_size` rows and at most this many padded tokens (rows x its longest text), so a
+    batch of long documents holds fewer rows than one of short sentences (with `length_pool`, lengths sort
+    together)."""
     steps: int | None = Field(default=None, gt=0)
+    """The stage's optimizer steps (or `epochs`)."""
     epochs: float | None = Field(default=None, gt=0)
+    """The stage's length in passes over the training rows (or `steps`)."""
     checkpoint_every: int = Field(default=200, gt=0)
-    # loss parts are read from the device every this many steps (one host sync instead of one per step; on a
-    # GPU the host then runs ahead). The finite check stays before every update: a bad step's update is
-    # skipped on the device and the run stops at the next read, naming that step
+    """Steps between checkpoints: what a kill can cost at most (a rerun resumes from the last)."""
     log_every: int = Field(default=1, gt=0)
-    # random batches, or clustered: `cluster_share` of each batch from one k-means cluster of the training rows'
-    # teacher vectors (`clusters` of them; None = training rows // (8 x batch_size)), the rest at random
+    """Loss parts are read from the device every this many steps (one host sync instead of one per step); the
+    finite check stays before every update."""
     batching: Literal["random", "clustered"] = "random"
+    """`random` batches, or `clustered`: `cluster_share` of each batch from one k-means cluster of the training
+    rows' teacher vectors, the rest at random."""
     cluster_share: float = Field(default=0.5, gt=0, le=1)
+    """With `batching: clustered`: the share of each batch from one cluster."""
     clusters: int | None = Field(default=None, ge=2)
-    # score STS-B dev (and the run's derived retrieval task) every this many steps, into train_log.jsonl
+    """With `batching: clustered`: the number of clusters; unset, training rows // (8 x batch_size)."""
     eval_every: int | None = Field(default=None, gt=0)
-    keep_best: bool = False  # end the stage on the weights with the best FC1 STS-B dev score (needs eval_every)
+    """Score STS-B dev (and the dev split of the derived retrieval task) at the stage's start and every this many
+    steps, into train_log.jsonl and `plots/dev_curves.png`."""
+    keep_best: bool = False
+    """End the stage on its best weights by mean STS-B dev over the heads it changes (the stage's start included;
+    NaN counts as worst). Needs `eval_every`."""
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:
