@@ -131,3 +131,36 @@ def test_a_source_says_what_its_rows_are(tmp_path):
     both = [t for t, r in zip(built.texts, built.roles, strict=True) if r == "query" and t.startswith("Article")]
     assert both and all((t, "document") in set(zip(built.texts, built.roles, strict=True)) for t in both)
     assert len(set(zip(built.texts, built.roles, strict=True))) == len(built.texts)
+
+
+def test_a_local_file_first_then_its_dataset_then_one_line(tmp_path, caplog):
+    datasets = pytest.importorskip("datasets")
+    rows = _articles(6, 2)
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    local = tmp_path / "local.txt"
+    local.write_text("\n".join(helpers.sentences(12)) + "\n")
+    both = {"path": str(local), "dataset": str(tmp_path / "ds")}
+    assert build_corpus(CorpusConfig(sources=[both], holdout_articles=0), seed=0).texts == read_corpus(local)
+    absent = both | {"path": str(tmp_path / "absent.txt")}
+    with caplog.at_level("INFO"):
+        texts = build_corpus(CorpusConfig(sources=[absent], holdout_articles=0), seed=0).texts
+    assert sorted(texts) == sorted(r["text"] for r in rows)
+    assert "absent.txt' is not here: reading the dataset" in caplog.text
+    offline = {"path": str(tmp_path / "absent.txt"), "dataset": "someone/wikipedia-sentences"}  # HF_HUB_OFFLINE=1
+    with pytest.raises(CorpusError, match=r"no file '.*absent.txt' here, and the dataset .* cannot be read"):
+        build_corpus(CorpusConfig(sources=[offline], holdout_articles=0), seed=0)
+
+
+def test_whole_articles_split_into_paragraphs(tmp_path):
+    article = (
+        "Title line\nThe first paragraph has more than eight words in it.\n\nshort one\n"
+        "The second paragraph also has more than eight words."
+    )
+    path = tmp_path / "articles.jsonl"
+    path.write_text(json.dumps({"id": 7, "text": article}) + "\n")
+    source = {"path": str(path), "article_field": "id", "unit": "paragraph"}
+    built = build_corpus(CorpusConfig(sources=[source], holdout_articles=0), seed=0)
+    assert built.texts == [
+        "The first paragraph has more than eight words in it.",
+        "The second paragraph also has more than eight words.",
+    ]

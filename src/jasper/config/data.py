@@ -16,9 +16,18 @@ class SourceConfig(Strict):
     """A file: .txt (one text a line), .jsonl (the `text_field` of each line) or .parquet (its `text_field` column);
     .txt and .jsonl may be gzipped (.gz), read as a stream."""
     dataset: str | None = None
-    """A Hugging Face dataset instead of a file: a hub id (streamed) or a `save_to_disk` folder (extra `datasets`)."""
+    """A Hugging Face dataset: a hub id (streamed) or a `save_to_disk` folder (extra `datasets`). With a `path` too,
+    the file is read where it exists and the dataset where it does not (the log says which)."""
+    dataset_config: str | None = None
+    """The dataset's configuration (subset) name, e.g. `20231101.en` of `wikimedia/wikipedia`."""
     split: str = "train"
     """The dataset's split."""
+    scan: int | None = Field(default=None, gt=0)
+    """A streamed hub dataset: read this many of its rows (a seeded shuffle buffer picks them), from which the sample
+    and the held-out articles are taken; unset, `max_texts` rows (all of them when articles are held out)."""
+    unit: Literal["row", "paragraph"] = "row"
+    """`paragraph`: split each row's text at line breaks into paragraphs of at least 8 words, each keeping the row's
+    article id (for datasets of whole articles)."""
     text_field: str = "text"
     """The JSON field or column that holds the text."""
     article_field: str | None = None
@@ -35,8 +44,8 @@ class SourceConfig(Strict):
 
     @model_validator(mode="after")
     def _one_origin(self) -> SourceConfig:
-        if (self.path is None) == (self.dataset is None):
-            raise ValueError("a corpus source needs exactly one of `path` or `dataset`")
+        if self.path is None and self.dataset is None:
+            raise ValueError("a corpus source needs a `path` or a `dataset` (or both: the file first, where it exists)")
         if self.max_texts is not None and self.share is not None:
             raise ValueError("a corpus source takes `max_texts` or `share`, not both")
         return self
@@ -94,7 +103,7 @@ class CorpusConfig(Strict):
             return list(self.sources)
         if self.source is not None:
             return []
-        fields = {"path", "dataset", "split", "text_field", "article_field", "role"}
+        fields = {"path", "dataset", "split", "text_field", "article_field", "role"}  # one origin: validated above
         return [SourceConfig(**self.model_dump(include=fields))]
 
 

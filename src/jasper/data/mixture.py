@@ -20,6 +20,7 @@ import numpy as np
 
 from jasper.config import CorpusConfig, SourceConfig
 from jasper.data.corpus import CorpusError, check_texts, check_unicode, corpus_format, read_corpus, read_records
+from jasper.hub import HubUnavailable
 
 logger = logging.getLogger(__name__)
 SHINGLE_WORDS = 6  # a row of another source belongs to a held-out article when its first 6 words occur there
@@ -96,9 +97,9 @@ def _read_dataset(source: SourceConfig, count: int | None, seed: int) -> SourceR
         from jasper.hub import require
 
         require(source.dataset, "dataset", "dataset")
-        stream = datasets.load_dataset(source.dataset, split=source.split, streaming=True)
-        if count is not None:
-            stream = stream.shuffle(seed=seed, buffer_size=10_000).take(count)
+        stream = datasets.load_dataset(source.dataset, source.dataset_config, split=source.split, streaming=True)
+        if source.scan is not None or count is not None:  # streaming reads in order: a seeded buffer samples it
+            stream = stream.shuffle(seed=seed, buffer_size=10_000).take(source.scan or count)
         records = list(stream)
         if records and source.text_field not in records[0]:
             raise CorpusError(f"dataset '{source.dataset}' has no column '{source.text_field}' ({list(records[0])})")
@@ -190,15 +191,50 @@ class BuiltCorpus:
     heldout: dict[str, HeldOutRetrieval] = field(default_factory=dict)  # "test" (reported) and "dev" (watched)
 
 
+MIN_PARAGRAPH_WORDS = 8  # `unit: paragraph`: shorter lines (headings, captions) are no paragraphs
+
+
+def paragraphs(rows: SourceRows) -> SourceRows:
+    """Each row's text split at line breaks into paragraphs of at least MIN_PARAGRAPH_WORDS words, each keeping its
+    row's article id (a whole article becomes its paragraphs)."""
+    texts: list[str] = []
+    articles: list[str] = []
+    for index, text in enumerate(rows.texts):
+        for line in text.splitlines():
+            if len(line.split()) >= MIN_PARAGRAPH_WORDS:
+                texts.append(line.strip())
+                articles.append(rows.articles[index] if rows.articles is not None else str(index))
+    return SourceRows(rows.name, texts, articles if rows.articles is not None else None)
+
+
+def read_source(index: int, source: SourceConfig, count: int | None, seed: int) -> SourceRows:
+    """A source's rows: its local file where it exists, else its dataset (saying so), else one line naming both."""
+    if source.path is not None and (Path(source.path).exists() or source.dataset is None):
+        rows = _read_file(source)
+    else:
+        assert source.dataset is not None
+        if source.path is not None:
+            subset = f" ({source.dataset_config})" if source.dataset_config else ""
+            logger.info("corpus source %d: '%s' is not here: reading the dataset '%s'%s instead",
+                        index + 1, source.path, source.dataset, subset)  # fmt: skip
+        try:
+            rows = _read_dataset(source, count, seed)
+        except HubUnavailable as error:
+            local = f"no file '{source.path}' here, and " if source.path else ""
+            raise CorpusError(
+                f"corpus source {index + 1}: {local}the dataset '{source.dataset}' cannot be read ({error.reason}): "
+                f"give a local file with corpus.sources.{index}.path=FILE, or run online once"
+            ) from None
+    return paragraphs(rows) if source.unit == "paragraph" else rows
+
+
 def build_corpus(corpus: CorpusConfig, seed: int) -> BuiltCorpus:
     """The run's training rows (deduplicated per role, in source order) and the held-out retrieval tasks, if any."""
     sources = corpus.source_list()
     counts = source_counts(corpus, sources)
     holding_out = corpus.holdout_articles + corpus.holdout_dev_articles
     read = [
-        _read_dataset(s, None if holding_out and s.article_field else c, seed + i)
-        if s.dataset is not None
-        else _read_file(s)
+        read_source(i, s, None if (holding_out and s.article_field) or s.unit != "row" else c, seed + i)
         for i, (s, c) in enumerate(zip(sources, counts, strict=True))
     ]
     with_articles = [r for r in read if r.articles is not None]
