@@ -186,3 +186,12 @@ def test_malformed_files_name_themselves(trained, tmp_path):
     for report in ("{ damaged", json.dumps({"rows": [{"model": "m"}]}), json.dumps([1, 2])):
         (run / "report.json").write_text(report)
         _one_line(runner.invoke(cli.app, ["compare", str(run), str(run)]), "is damaged or not a jasper report")
+
+
+def test_a_wrong_fc1_dim_is_said_before_any_teaching(tiny_bert, corpus_file, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")))
+    result = CliRunner().invoke(cli.app, ["teach", str(path), "student.heads=[13,6,3]"])
+    _one_line(result, "FC1) is 13", "ta 8 + tb 4 = 12", "nothing was taught yet")
+    assert not list((tmp_path / "runs" / "tiny" / "teachers").glob("*/shard-*"))
+    assert not list((tmp_path / "runs" / "tiny" / "teachers").glob("*/vectors.npy"))
