@@ -68,6 +68,9 @@ class VisionConfig(Strict):
     data: str
     """Image-caption pairs: an imagefolder folder (metadata.jsonl), a `{image, caption}` JSON-lines file, or a hub
     dataset id."""
+    data_hub: str | None = None
+    """The same image-caption pairs on the hub (columns `image` and `caption`/`captions`/`caption_0..`), read where
+    `data` is not a local folder or file, e.g. `jxie/flickr8k`."""
     data_split: str = "train"
     """The split of a hub dataset."""
     tokens: int = Field(default=16, gt=0)

@@ -65,6 +65,10 @@ def training_pairs(vision: VisionConfig, work: Path) -> ImageCaptions:
 
     if Path(vision.data).exists():
         return read_image_captions(vision.data, check_images=False)  # each image is opened once, when cached
+    if vision.data_hub is not None:
+        logger.info("vision data: '%s' is not here: reading the hub's '%s' (%s)", vision.data, vision.data_hub,
+                    vision.data_split)  # fmt: skip
+        return hub_image_captions(vision.data_hub, vision.data_split, work / "data")
     return hub_image_captions(vision.data, vision.data_split, work / "data")
 
 
