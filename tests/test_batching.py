@@ -103,6 +103,7 @@ def _log(tmp_path: Path, name: str) -> list[dict]:
     return [{k: v for k, v in json.loads(row).items() if k not in ("seconds", "time")} for row in rows]
 
 
+@pytest.mark.e2e
 def test_a_killed_clustered_run_resumes_onto_the_same_batches(tiny_bert, corpus_file, tmp_path):
     settings = {"batching": "clustered", "clusters": 3, "length_pool": 2, "eval_every": 2}
     whole = _config(tiny_bert, corpus_file, tmp_path, "whole", **settings)
@@ -123,6 +124,7 @@ def test_a_killed_clustered_run_resumes_onto_the_same_batches(tiny_bert, corpus_
     assert len(list((tmp_path / "runs" / "whole" / "clusters").glob("clusters-3-*.npy"))) == 1
 
 
+@pytest.mark.e2e
 def test_more_clusters_than_rows_is_one_clear_error(tiny_bert, corpus_file, tmp_path):
     path = _config(tiny_bert, corpus_file, tmp_path, "many", batching="clustered", clusters=10_000)
     assert _jasper("teach", str(path)).returncode == 0
@@ -131,6 +133,7 @@ def test_more_clusters_than_rows_is_one_clear_error(tiny_bert, corpus_file, tmp_
     assert refused.returncode == 2 and "clusters 10000 is more than the" in said and "Traceback" not in said
 
 
+@pytest.mark.e2e
 def test_keep_best_ends_the_stage_on_the_best_mean_over_its_heads(tiny_bert, corpus_file, tmp_path):
     path = _config(tiny_bert, corpus_file, tmp_path, "best", eval_every=1, keep_best=True, lr=0.05)
     assert _jasper("teach", str(path)).returncode == 0
@@ -192,6 +195,7 @@ def test_keep_best_counts_nan_as_the_worst_and_can_end_on_the_start(tiny_bert, c
     assert all(torch.equal(saved[k], started[2][k]) for k in saved)  # the weights the stage started from
 
 
+@pytest.mark.e2e
 def test_a_killed_keep_best_stage_resumes_to_the_same_end(tiny_bert, corpus_file, tmp_path):
     settings = {"eval_every": 1, "keep_best": True, "lr": 0.05, "checkpoint_every": 2}
     whole = _config(tiny_bert, corpus_file, tmp_path, "kb-whole", **settings)
@@ -262,6 +266,7 @@ def test_token_batches_hold_a_budget_of_padded_tokens():
     assert not same(again, epoch_token_batches(600, 1, 3, 32, 0, lengths, 4, 1024))  # each epoch its own shuffle
 
 
+@pytest.mark.e2e
 def test_a_killed_token_budget_run_resumes_onto_the_same_batches(tiny_bert, corpus_file, tmp_path):
     settings = {"max_batch_tokens": 48, "length_pool": 4, "checkpoint_every": 3}
     whole = _config(tiny_bert, corpus_file, tmp_path, "tok-whole", **settings)

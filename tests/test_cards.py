@@ -93,6 +93,7 @@ def test_push_to_hub_offline_says_so(tmp_path, monkeypatch):
         push_folder(tmp_path, "me/tiny")
 
 
+@pytest.mark.e2e
 def test_cli_export_onnx_int8_with_cards_and_push_refusals(tiny_bert, corpus_file, tmp_path):
     import os
     import subprocess

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from conftest import tiny_config_dict
@@ -37,6 +38,7 @@ def _jasper(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.e2e
 def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     config_path = tmp_path / "tiny.yaml"
     config_path.write_text(yaml.safe_dump(tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")))
@@ -153,6 +155,7 @@ def test_run_kill_resume_finish(tiny_bert, corpus_file, tmp_path):
     assert (out / "modules.json").is_file()
 
 
+@pytest.mark.e2e
 def test_resume_matches_uninterrupted(tiny_bert, corpus_file, tmp_path):
     """A killed-and-resumed run ends with the same loss curve as one that ran straight through."""
     curves = []
@@ -170,6 +173,7 @@ def test_resume_matches_uninterrupted(tiny_bert, corpus_file, tmp_path):
     np.testing.assert_allclose(curves[0], curves[1], rtol=1e-4)
 
 
+@pytest.mark.e2e
 def test_cli_errors_are_one_clear_line(tiny_bert, corpus_file, tmp_path):
     config = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs")
     path = tmp_path / "c.yaml"
@@ -189,6 +193,7 @@ def test_cli_errors_are_one_clear_line(tiny_bert, corpus_file, tmp_path):
     assert bad_yaml.returncode == 2 and "not valid YAML" in bad_yaml.stderr and "Traceback" not in bad_yaml.stderr
 
 
+@pytest.mark.e2e
 def test_help_and_version():
     short = _jasper("-h")
     assert short.returncode == 0 and "teach" in short.stdout
@@ -197,6 +202,7 @@ def test_help_and_version():
     assert version.returncode == 0 and version.stdout.startswith("jasper ")
 
 
+@pytest.mark.e2e
 def test_unreachable_hub_fails_fast_in_one_line(tmp_path):
     env = {"HF_HUB_OFFLINE": "", "HF_ENDPOINT": "http://127.0.0.1:9", "JASPER_CACHE_DIR": str(tmp_path)}
     online = _jasper("eval", "someone/no-such-model", env=env)  # nothing listens on port 9: no network
@@ -207,6 +213,7 @@ def test_unreachable_hub_fails_fast_in_one_line(tmp_path):
     assert offline.returncode == 2 and "not in the local Hugging Face cache" in offline.stderr
 
 
+@pytest.mark.e2e
 def test_gpu_config_refuses_clearly_on_a_cpu(tmp_path):
     import torch
 

@@ -48,6 +48,7 @@ def _encoded(log: Path) -> Counter:
     return Counter(line for part in log.glob("*.txt") for line in part.read_text(encoding="utf-8").splitlines())
 
 
+@pytest.mark.e2e
 def test_two_processes_teach_the_same_store_and_resume(corpus_file, tmp_path):
     model = helpers.make_tiny_bert(tmp_path / "model")
     texts = corpus_file.read_text(encoding="utf-8").splitlines()
@@ -88,6 +89,7 @@ def _losses(run_dir: Path) -> list[float]:
     return [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.e2e
 def test_two_processes_match_one_and_resume(corpus_file, tmp_path):
     model = helpers.make_tiny_bert(tmp_path / "model", dropout=0.0)  # no dropout: ranks draw no different masks
     store = tmp_path / "store"
@@ -116,6 +118,7 @@ def test_two_processes_match_one_and_resume(corpus_file, tmp_path):
     np.testing.assert_allclose(curves["two-micro"], curves["one"], rtol=1e-4)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="needs deepspeed")
 def test_deepspeed_zero2_matches_one_process_and_resumes(corpus_file, tmp_path):
     """`accelerate launch` with the shipped ZeRO-2 config (2 CPU processes): the 1-process curve, and a resume."""
@@ -147,6 +150,7 @@ def test_deepspeed_zero2_matches_one_process_and_resumes(corpus_file, tmp_path):
     np.testing.assert_allclose(curves["zero2-killed"], curves["zero2"], rtol=1e-6)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(
     importlib.util.find_spec("deepspeed") is None or not torch.cuda.is_available(), reason="needs deepspeed and CUDA"
 )

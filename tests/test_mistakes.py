@@ -146,6 +146,7 @@ def _limited(bytes_: int):
     return apply
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("step", ["teach", "train", "export"])
 def test_a_file_size_limit_is_one_line_and_the_rerun_resumes(tiny_bert, corpus_file, tmp_path, step):
     path = tmp_path / "tiny.yaml"

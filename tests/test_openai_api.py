@@ -137,6 +137,7 @@ def test_rate_limit_spaces_requests(server, tmp_path):
     assert time.monotonic() - began >= 3 * 0.1  # 4 requests, at least 0.1 s apart
 
 
+@pytest.mark.e2e
 def test_resume_after_kill_pays_nothing_twice(server, tmp_path):
     state, base = server
     texts = helpers.sentences(48)

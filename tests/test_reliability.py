@@ -46,6 +46,7 @@ def _log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.e2e
 def test_a_run_folder_has_one_writer(tiny_bert, corpus_file, tmp_path):
     path = _write_config(tmp_path, tiny_bert, corpus_file)
     run_dir = tmp_path / "runs" / "tiny"
@@ -63,6 +64,7 @@ def test_a_teacher_store_has_one_writer(tmp_path):
         compute_teacher(tmp_path, teacher, helpers.sentences(10))
 
 
+@pytest.mark.e2e
 def test_a_diverging_run_stops_and_keeps_its_last_good_checkpoint(tiny_bert, corpus_file, tmp_path):
     path = _write_config(tmp_path, tiny_bert, corpus_file)
     run_dir = tmp_path / "runs" / "tiny"
@@ -142,6 +144,7 @@ def _kill_and_resume(path: Path, run_dir: Path, kill_after: int) -> list[float]:
     return [r["loss"] for r in _log(run_dir)]
 
 
+@pytest.mark.e2e
 def test_resume_at_a_stage_start_is_exact_with_dropout(tiny_bert, corpus_file, tmp_path):
     """A kill just after a stage boundary resumes from the stage-end checkpoint with the same dropout masks."""
     curves = {}
@@ -161,6 +164,7 @@ def test_resume_at_a_stage_start_is_exact_with_dropout(tiny_bert, corpus_file, t
     np.testing.assert_allclose(curves["end-of-s1"], curves["straight"], rtol=1e-6)
 
 
+@pytest.mark.e2e
 def test_config_changes_on_resume_are_refused(tiny_bert, corpus_file, tmp_path):
     path = _write_config(tmp_path, tiny_bert, corpus_file)
     run_dir = tmp_path / "runs" / "tiny"
@@ -231,6 +235,7 @@ def test_unwritable_run_folder_is_one_line(tiny_bert, corpus_file, tmp_path, mon
     assert "Permission denied" in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [0, 1])
 def test_chaos_kills_change_nothing(tiny_bert, corpus_file, tmp_path, seed):
     """teach and train killed at seeded random moments (mid-shard, mid-stage, at stage boundaries, inside a

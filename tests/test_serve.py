@@ -200,6 +200,7 @@ def test_the_openai_client_gets_the_sentence_transformers_vectors(run_dir):
         thread.join(timeout=10)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("args", "said"),
     [

@@ -194,6 +194,7 @@ def test_repeated_log_lines_are_held_back():
     assert sum(limiter.filter(r) for r in records) == 1
 
 
+@pytest.mark.e2e
 def test_silent_and_slow_connections_are_closed(run_dir):
     port = _free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -210,6 +210,7 @@ def test_deferred_check_skips_the_bad_update_and_stops_at_the_read(tiny_bert, co
         runner._flush([(record, parts)], bar=None)
 
 
+@pytest.mark.e2e
 def test_a_killed_length_pool_run_resumes_onto_the_same_batches(tiny_bert, corpus_file, tmp_path):
     def config(name: str) -> Path:
         data = tiny_config_dict(tiny_bert, corpus_file, tmp_path / "runs", name=name)

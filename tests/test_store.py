@@ -49,6 +49,7 @@ def test_float16_is_the_default(tmp_path):
     assert np.load(tmp_path / "ta" / "vectors.npy").dtype == np.float16
 
 
+@pytest.mark.e2e
 def test_resume_after_kill_loses_and_duplicates_nothing(tmp_path):
     texts = helpers.sentences(70)
     corpus = tmp_path / "corpus.txt"

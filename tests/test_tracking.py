@@ -71,6 +71,7 @@ def _wandb_rows(folder: Path) -> list[dict[str, str]]:
     return rows
 
 
+@pytest.mark.e2e
 def test_a_killed_and_resumed_run_reaches_every_tool_once(tiny_bert, corpus_file, tmp_path):
     import json
 
@@ -130,6 +131,7 @@ def _each_step_once(run: Path, store: Path) -> None:
     assert steps == list(range(1, STEPS + 1))
 
 
+@pytest.mark.e2e
 def test_kills_inside_a_sync_leave_each_step_once_in_every_tool(tiny_bert, corpus_file, tmp_path):
     path = _config(tmp_path, tiny_bert, corpus_file, ["tensorboard", "mlflow", "wandb"])
     run = tmp_path / "runs" / "tiny"

@@ -159,6 +159,7 @@ def test_a_run_folder_is_the_folder_named_from_anywhere(tiny_bert, corpus_file, 
     assert not (elsewhere / "runs").exists()  # nothing written where the command ran
 
 
+@pytest.mark.e2e
 def test_damaged_model_files_are_one_line(tiny_bert, corpus_file, tmp_path):
     path = _config(tmp_path, tiny_bert, corpus_file)
     run_dir = tmp_path / "runs" / "tiny"

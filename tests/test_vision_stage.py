@@ -106,6 +106,7 @@ def _vision_log(run_dir: Path) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["stage"] == "vision"]
 
 
+@pytest.mark.e2e
 def test_vision_stage_runs_resumes_and_leaves_the_text_side_alone(tiny_bert, corpus_file, image_data, tmp_path):
     runs = {}
     for name, kill in (("straight", None), ("killed", "3")):
@@ -149,6 +150,7 @@ def test_vision_stage_runs_resumes_and_leaves_the_text_side_alone(tiny_bert, cor
     assert "Images (the image path" in (runs["straight"] / "report.md").read_text()
 
 
+@pytest.mark.e2e
 def test_images_in_the_text_space_from_the_run_and_from_the_export(tiny_bert, corpus_file, image_data, tmp_path):
     path = _config(tmp_path, tiny_bert, corpus_file, image_data, "use")
     run_dir = tmp_path / "runs" / "use"
@@ -182,6 +184,7 @@ def test_images_in_the_text_space_from_the_run_and_from_the_export(tiny_bert, co
     assert both.returncode == 2 and "exactly one of --input" in both.stderr
 
 
+@pytest.mark.e2e
 def test_vision_config_and_data_errors_name_the_problem(tiny_bert, corpus_file, image_data, tmp_path):
     base = yaml.safe_load(_config(tmp_path, tiny_bert, corpus_file, image_data, "bad").read_text())
     without = {k: v for k, v in base.items() if k != "vision"}
