@@ -146,3 +146,11 @@ def test_progress_is_reported_batch_by_batch(bert_st, engine):
     teacher.encode(_texts(), on_rows=done.append)
     assert sum(done) == len(_texts())
     assert len(done) == (10 if engine == "fast" else 1)  # fast: every batch; plain: every 16 batches
+
+
+def test_a_short_text_is_never_padded_to_a_long_ones_length():
+    lengths = np.array([300, 12, 280, 10, 140, 11])
+    batches = sorted_batches(lengths, batch_size=64, spread=2.0)
+    assert [sorted(lengths[b].tolist()) for b in batches] == [[280, 300], [140], [10, 11, 12]]
+    assert sorted(np.concatenate(batches).tolist()) == list(range(6))
+    assert len(sorted_batches(lengths, batch_size=64)) == 1  # without a spread: one batch, padded to 300

@@ -62,3 +62,19 @@ def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):
     (path,) = export_all(student, [6], tmp_path)
     with pytest.raises(JasperError, match="--format onnx"):
         OnnxEmbedder(path)
+
+
+def test_int8_is_chosen_for_the_cpu_family(monkeypatch, tmp_path):
+    from jasper.export import onnx as module
+
+    for flags, family in (("fpu avx2 avx512f avx512bw avx512_vnni", "avx512_vnni"), ("fpu avx2 avx_vnni", "avx512_vnni"),
+                          ("fpu avx2 avx512f avx512bw", "avx512"), ("fpu sse4_2 avx2", "avx2")):  # fmt: skip
+        cpuinfo = tmp_path / f"{family}-cpuinfo"
+        cpuinfo.write_text(f"flags\t\t: {flags}\n")
+        monkeypatch.setattr(module, "Path", lambda p, c=cpuinfo: c if p == "/proc/cpuinfo" else Path(p))
+        assert module.int8_target() == family
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert module.int8_target() == "arm64"
+    assert module.INT8_TARGETS["avx2"] == ("onnx/model_quint8_avx2.onnx", True)  # unsigned weights without VNNI
+    with pytest.raises(JasperError, match="choose int8, int8-avx512_vnni"):
+        export_onnx(tmp_path, "int4")

@@ -126,11 +126,11 @@ def _export(
     write_card = card_writer(config)
 
     def extras(folder: Path) -> None:
-        write_card(folder)
         if onnx:
             from jasper.export.onnx import export_onnx
 
             export_onnx(folder, quantize)
+        write_card(folder)  # after the ONNX copies: it names them
 
     into = out is not None and len(dims) == 1
     base = out or run.export

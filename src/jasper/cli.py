@@ -153,7 +153,11 @@ def export(
         str, typer.Option("--format", help="sentence-transformers (always), plus onnx: onnx/model.onnx per head")
     ] = "sentence-transformers",
     quantize: Annotated[
-        Optional[str], typer.Option(help="with --format onnx: int8 adds a dynamically quantized copy")  # noqa: UP045
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            help="with --format onnx: int8 adds a dynamically quantized copy for this machine's CPU family; "
+            "int8-avx512_vnni, int8-avx512, int8-avx2 or int8-arm64 for another"
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="replace an earlier export in --out")] = False,
     overrides: Overrides = None,

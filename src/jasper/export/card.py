@@ -37,9 +37,15 @@ def _rows_of_head(report: dict[str, Any] | None, dim: int) -> list[dict[str, Any
 
 
 def model_card(
-    config: RunConfig, dim: int, heads: list[int], report: dict[str, Any] | None, stores: dict[str, dict[str, Any]]
+    config: RunConfig,
+    dim: int,
+    heads: list[int],
+    report: dict[str, Any] | None,
+    stores: dict[str, dict[str, Any]],
+    onnx_files: list[str] | None = None,
 ) -> str:
-    """The card's Markdown, YAML metadata first; `stores`: the teachers' store manifests found, by name."""
+    """The card's Markdown, YAML metadata first; `stores`: the teachers' store manifests found, by name;
+    `onnx_files`: the ONNX files beside the modules."""
     student = config.student
     license_id = config.export.license or "other"
     metadata = {
@@ -113,7 +119,11 @@ def model_card(
         "",
         'model = SentenceTransformer("path/to/this/folder")',
         f'vectors = model.encode(["a sentence", "another one"])  # (2, {dim}), unit length',
+        'queries = model.encode_query(["what the user typed"])      # with the query prompt, if any',
+        'documents = model.encode_document(["a long document ..."])  # with the document prompt, if any',
         "```",
+        "",
+        *_reading(config),
         "",
         "As an OpenAI-compatible endpoint (`jasper serve` serves every head of a run from one process):",
         "",
@@ -128,9 +138,7 @@ def model_card(
         f'out = client.embeddings.create(model="{config.name}", input=["a sentence"], dimensions={dim})',
         "```",
         "",
-        "`jasper export RUN --format onnx --quantize int8` adds `onnx/model.onnx` and its int8 copy "
-        "`onnx/model_qint8_avx512_vnni.onnx` (sentence-transformers' ONNX layout), which "
-        "`jasper serve FOLDER --backend onnx [--quantized]` serves with ONNX Runtime.",
+        *_onnx_files(onnx_files),
         "",
         "## Licence",
         "",
@@ -158,6 +166,40 @@ def _licence_text(license_id: str | None, base: str) -> str:
     )
 
 
+INT8_FAMILIES = {
+    "avx512_vnni": "x86 CPUs with AVX512-VNNI or AVX-VNNI",
+    "avx512": "x86 CPUs with AVX-512 without VNNI",
+    "avx2": "x86 CPUs with AVX2 only",
+    "arm64": "arm64 CPUs",
+}
+
+
+def _reading(config: RunConfig) -> list[str]:
+    """How the folder reads texts: its length and its prompts."""
+    student = config.student
+    prompts = ", ".join(f"{role}: `{prompt!r}`" for role, prompt in student.prompts.items()) or "none"
+    default = f"; plain `encode()` uses the {student.default_prompt_name} prompt" if student.default_prompt_name else ""
+    length = f"{student.max_seq_length} tokens" if student.max_seq_length else "the base model's limit in tokens"
+    return [
+        f"It reads up to {length} of a text (trained on its first {student.max_length}); prompts: {prompts}{default}."
+    ]
+
+
+def _onnx_files(files: list[str] | None) -> list[str]:
+    """What the ONNX copies are, and which CPUs the int8 one is for."""
+    if not files:
+        return [
+            "`jasper export RUN --format onnx --quantize int8` adds ONNX copies of this folder",
+            '(sentence-transformers\' ONNX layout) that `jasper serve` and `backend="onnx"` load.',
+        ]
+    lines = ["ONNX copies (sentence-transformers' layout; `jasper serve` serves the fastest):", ""]
+    for file in files:
+        family = next((f for f in INT8_FAMILIES if file.endswith(f"_{f}.onnx")), None)
+        what = f"int8, for {INT8_FAMILIES[family]}" if family else "O3-fused float32" if "O3" in file else "float32"
+        lines.append(f"- `{file}`: {what}")
+    return lines
+
+
 def card_writer(config: RunConfig) -> Callable[[Path], Path | None]:
     """A function writing (or refreshing, after evaluation) the card of one exported head folder, with the run's
     report and the teachers' manifests read once."""
@@ -172,7 +214,8 @@ def card_writer(config: RunConfig) -> Callable[[Path], Path | None]:
             return None
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         card = Path(folder) / "README.md"
-        atomic_write_text(card, model_card(config, int(meta["dim"]), list(meta["heads"]), report, stores))
+        onnx = sorted(p.relative_to(folder).as_posix() for p in Path(folder).glob("onnx/*.onnx"))
+        atomic_write_text(card, model_card(config, int(meta["dim"]), list(meta["heads"]), report, stores, onnx))
         return card
 
     return write

@@ -17,6 +17,7 @@ is put in place (written beside its target and renamed: a kill or a failed check
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -29,12 +30,39 @@ from jasper.errors import JasperError
 from jasper.eval.metrics import normalize_rows
 from jasper.io import atomic_write
 from jasper.prompts import folder_prompts, role_prompt
+from jasper.teachers.fast_encode import LENGTH_SPREAD, sorted_batches
 
 logger = logging.getLogger(__name__)
 FP32_FILE = "onnx/model.onnx"
 O3_FILE = "onnx/model_O3.onnx"
-INT8_FILE = "onnx/model_qint8_avx512_vnni.onnx"  # sentence-transformers' name for this quantization
-FASTEST_FIRST = (INT8_FILE, O3_FILE, FP32_FILE)  # by measured speed (docs/performance.md)
+# int8 per CPU family, as optimum configures it for sentence-transformers' own exports: (file, unsigned weights).
+# Without VNNI (AVX2 alone) unsigned-times-signed products can saturate, so AVX2's weights are unsigned too
+INT8_TARGETS = {
+    "avx512_vnni": ("onnx/model_qint8_avx512_vnni.onnx", False),
+    "avx512": ("onnx/model_qint8_avx512.onnx", False),
+    "avx2": ("onnx/model_quint8_avx2.onnx", True),
+    "arm64": ("onnx/model_qint8_arm64.onnx", False),
+}
+INT8_FILES = tuple(file for file, _ in INT8_TARGETS.values())
+
+
+def int8_target() -> str:
+    """This CPU's int8 family: arm64, avx512_vnni (AVX512-VNNI or AVX-VNNI), avx512 or avx2."""
+    import platform
+
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        return "arm64"
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text(encoding="utf-8").split())
+    except OSError:  # not Linux: the conservative choice
+        return "avx2"
+    if flags & {"avx512_vnni", "avx_vnni"}:
+        return "avx512_vnni"
+    return "avx512" if {"avx512f", "avx512bw"} <= flags else "avx2"
+
+
+INT8_FILE = INT8_TARGETS[int8_target()][0]  # this machine's
+FASTEST_FIRST = (*INT8_FILES, O3_FILE, FP32_FILE)  # by measured speed (docs/performance.md)
 OPSET = 14
 PARITY_ATOL = 1e-4  # model.onnx vs torch, on the token vectors
 FUSED_MIN_COSINE = 0.9999  # model_O3.onnx (fast GELU) vs torch, sentence vectors
@@ -58,8 +86,9 @@ def export_onnx(folder: Path, quantize: str | None = None) -> list[Path]:
     from transformers import AutoModel, AutoTokenizer
 
     needs_onnxruntime()
-    if quantize not in (None, "int8"):
-        raise JasperError(f"--quantize {quantize}: only int8 is supported")
+    choices = ["int8", *(f"int8-{t}" for t in INT8_TARGETS)]
+    if quantize is not None and quantize not in choices:
+        raise JasperError(f"--quantize {quantize}: choose {', '.join(choices)} (int8: for this machine's CPU)")
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModel.from_pretrained(folder, attn_implementation="eager").eval()
@@ -75,8 +104,12 @@ def export_onnx(folder: Path, quantize: str | None = None) -> list[Path]:
         fused = _write(folder / O3_FILE, lambda tmp: _optimize(source, tmp, model_type, model.config), reference.close)
         written.append(fused)
         source = fused
-    if quantize == "int8":
-        written.append(_write(folder / INT8_FILE, lambda tmp: _quantize(source, tmp), reference.int8))
+    if quantize is not None:
+        target = quantize.removeprefix("int8-") if quantize != "int8" else int8_target()
+        file, unsigned = INT8_TARGETS[target]
+        plain = written[0]  # sentence-transformers quantizes the plain graph: its int8 kernels beat the fused ones
+        written.append(_write(folder / file, lambda tmp: _quantize(plain, tmp, unsigned), reference.int8))
+        logger.info("ONNX int8 for %s CPUs: %s", target, file)
     return written
 
 
@@ -117,15 +150,17 @@ def _optimize(source: Path, out: Path, model_type: str, config: Any) -> None:
     optimized.save_model_to_file(str(out))
 
 
-def _quantize(source: Path, out: Path) -> None:
-    """Dynamic int8 quantization with `optimum`'s avx512_vnni settings."""
+def _quantize(source: Path, out: Path, unsigned: bool = False) -> None:
+    """Dynamic int8 quantization with `optimum`'s settings for a CPU family (per-channel symmetric weights, signed
+    or unsigned, uint8 activations)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # the fused graph holds ONNX Runtime's own operators, whose outputs shape inference cannot type: float
+    # a fused graph holds ONNX Runtime's own operators, whose outputs shape inference cannot type: float
     extra = {"WeightSymmetric": True, "ActivationSymmetric": False, "DefaultTensorType": onnx.TensorProto.FLOAT}
+    weights = QuantType.QUInt8 if unsigned else QuantType.QInt8
     with _quiet():
-        quantize_dynamic(str(source), str(out), per_channel=True, reduce_range=False, weight_type=QuantType.QInt8,
+        quantize_dynamic(str(source), str(out), per_channel=True, reduce_range=False, weight_type=weights,
                          extra_options=extra)  # fmt: skip
 
 
@@ -232,10 +267,12 @@ class OnnxEmbedder:
             ) from None
         self.file = file
         self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [self.session.get_outputs()[0].name]
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         config = json.loads((folder / "sentence_bert_config.json").read_text(encoding="utf-8"))
         # sentence-transformers < 6 kept it in sentence_bert_config.json; 6.x in the tokenizer's config
         self.max_length = int(config.get("max_seq_length") or min(self.tokenizer.model_max_length, 100_000))
+        self.backend = _padded_backend(self.tokenizer, self.max_length)
         modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
         dense = next(m["path"] for m in modules if m["type"].endswith("Dense"))
         weights = load_file(str(folder / dense / "model.safetensors"))
@@ -244,22 +281,55 @@ class OnnxEmbedder:
         self.prompts = folder_prompts(folder)  # (prompts, default prompt name), as sentence-transformers reads them
 
     def encode(self, texts: list[str], batch_size: int = 64, role: str = "text") -> np.ndarray:
-        """L2-normalised vectors of `texts` read in `role` (with the folder's prompt for it), in order. (N, dim)"""
+        """L2-normalised vectors of `texts` read in `role` (with the folder's prompt for it), in order. (N, dim)
+
+        Batches are sorted by length and never mix texts of very different lengths; each is tokenised by the
+        tokenizer's Rust backend straight into int64 arrays, run, then pooled and projected in numpy.
+        """
         prompt = role_prompt(*self.prompts, role)
         texts = [prompt + text for text in texts] if prompt else texts
-        order = np.argsort([-len(t) for t in texts])
         out = np.zeros((len(texts), self.dims[0]), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            rows = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in rows], padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
-            )
-            hidden = self.session.run(None, {n: batch[n].astype(np.int64) for n in self.inputs})[0]
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+        for rows in sorted_batches(np.array([len(t) for t in texts]), batch_size, spread=LENGTH_SPREAD):
+            ids, mask = self._tokenize([texts[i] for i in rows])
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            hidden = self.session.run(self.outputs, {n: feeds[n] for n in self.inputs})[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1.0)
             vectors = pooled @ self.weight.T + (self.bias if self.bias is not None else 0.0)
             out[rows] = normalize_rows(vectors)
         return out
+
+    def _tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, attention_mask) int64, padded to the batch's longest, cut at max_seq_length."""
+        if self.backend is None:
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np"
+            )
+            return batch["input_ids"].astype(np.int64), batch["attention_mask"].astype(np.int64)
+        encodings = self.backend.encode_batch(texts)
+        return (
+            np.array([e.ids for e in encodings], dtype=np.int64),
+            np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        )
+
+
+def _padded_backend(tokenizer: Any, max_length: int) -> Any:
+    """The fast tokenizer's Rust backend set to pad each batch to its longest and cut at `max_length` (what the
+    tokenizer's own call does, without its Python overhead); None for a tokenizer without one, or that pads left."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or getattr(tokenizer, "padding_side", "right") != "right":
+        return None
+    backend = copy.deepcopy(backend)
+    backend.enable_truncation(max_length=max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    backend.enable_padding(pad_id=pad_id, pad_token=tokenizer.pad_token or "[PAD]")
+    return backend
+
+
+def int8_file(folder: Path) -> str | None:
+    """The int8 ONNX file an exported head holds (this CPU's family first), or None."""
+    mine = INT8_TARGETS[int8_target()][0]
+    return next((f for f in (mine, *INT8_FILES) if (Path(folder) / f).is_file()), None)
 
 
 def fastest_file(folder: Path) -> str | None:

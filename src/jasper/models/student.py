@@ -18,7 +18,7 @@ from jasper.models.backbone import load_backbone, native_max_length
 from jasper.progress import progress_bar
 from jasper.prompts import role_prompt
 from jasper.runtime import quiet_transformers
-from jasper.teachers.fast_encode import pad
+from jasper.teachers.fast_encode import LENGTH_SPREAD, pad, sorted_batches
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -178,11 +178,14 @@ class Student(nn.Module):
         self.eval()
         if role is not None:
             texts = self.inputs(texts, role)
-        order = np.argsort([-len(t) for t in texts])  # length-sorted batches pad less
+        # length-sorted batches, none mixing texts of very different lengths: little padding (characters stand in
+        # for tokens here)
+        batches = sorted_batches(np.array([len(t) for t in texts]), batch_size, spread=LENGTH_SPREAD)
+        order = np.concatenate(batches) if batches else np.zeros(0, dtype=np.int64)
         chunks: dict[int | None, list[torch.Tensor]] = {d: [] for d in dims}
         bar = progress_bar(len(texts), "encode", "text", disable=not progress)
-        for start in range(0, len(texts), batch_size):
-            batch = [texts[i] for i in order[start : start + batch_size]]
+        for rows in batches:
+            batch = [texts[i] for i in rows]
             bar.update(len(batch))
             pooled = self.pooled(self.tokenize(batch, max_length))
             heads = self.project(pooled, [d for d in dims if d is not None])

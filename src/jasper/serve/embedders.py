@@ -129,14 +129,20 @@ def load_embedder(
     torch where there are none (a run's student: one encoder pass for every head); `torch`, `onnx`, `onnx-o3` and
     `onnx-int8` ask for one. `threads` caps ONNX Runtime's threads.
     """
-    from jasper.export.onnx import FP32_FILE, INT8_FILE, O3_FILE, fastest_file
+    from jasper.export.onnx import FP32_FILE, O3_FILE, fastest_file, int8_file
 
     if backend not in BACKENDS:
         raise JasperError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     folder = Path(path)
     student_dir = resolve_student_dir(folder)
     heads = _head_folders(folder)
-    onnx_file = {"onnx": FP32_FILE, "onnx-o3": O3_FILE, "onnx-int8": INT8_FILE}.get(backend)
+    onnx_file = {"onnx": FP32_FILE, "onnx-o3": O3_FILE}.get(backend)
+    if backend == "onnx-int8":
+        onnx_file = int8_file(heads[0]) if heads else None
+        if onnx_file is None:
+            raise JasperError(
+                f"'{path}' holds no int8 ONNX file: run `jasper export RUN --format onnx --quantize int8`"
+            )
     if backend == "auto" and heads:
         common = {fastest_file(h) for h in heads}
         onnx_file = common.pop() if len(common) == 1 else None

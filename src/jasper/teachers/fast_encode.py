@@ -27,13 +27,17 @@ logger = logging.getLogger(__name__)
 
 TOKENIZE_CHUNK = 1024  # texts per tokenizer call; chunks go to the tokenizer threads
 PREFETCH = 4  # padded batches waiting for the device
+LENGTH_SPREAD = 2.0  # embedding: a batch holds no text shorter than half its longest (`sorted_batches`' spread)
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+def sorted_batches(
+    lengths: np.ndarray, batch_size: int, max_tokens: int | None = None, spread: float | None = None
+) -> list[np.ndarray]:
     """Row indices grouped into batches of similar length, longest first (so memory errors show at once).
 
     A batch holds at most `batch_size` rows and, when `max_tokens` is set, at most that many padded tokens
-    (always at least one row).
+    (always at least one row); with `spread`, no row shorter than its batch's longest / `spread` (a short query
+    is not padded to a long document's length because they arrived together).
     """
     order = np.argsort(-lengths, kind="stable")
     batches: list[np.ndarray] = []
@@ -41,8 +45,12 @@ def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None 
     while start < len(order):
         longest = int(lengths[order[start]])
         size = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(longest, 1)))
-        batches.append(order[start : start + size])
-        start += size
+        stop = min(start + size, len(order))
+        if spread is not None:
+            short = np.flatnonzero(lengths[order[start + 1 : stop]] * spread < longest)
+            stop = start + 1 + int(short[0]) if len(short) else stop
+        batches.append(order[start:stop])
+        start = stop
     return batches
 
 
