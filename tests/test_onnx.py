@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -67,8 +69,13 @@ def test_missing_onnx_file_says_what_to_run(tiny_bert, tmp_path):
 def test_int8_is_chosen_for_the_cpu_family(monkeypatch, tmp_path):
     from jasper.export import onnx as module
 
-    for flags, family in (("fpu avx2 avx512f avx512bw avx512_vnni", "avx512_vnni"), ("fpu avx2 avx_vnni", "avx512_vnni"),
-                          ("fpu avx2 avx512f avx512bw", "avx512"), ("fpu sse4_2 avx2", "avx2")):  # fmt: skip
+    cases = (
+        ("fpu avx2 avx512f avx512bw avx512_vnni", "avx512_vnni"),
+        ("fpu avx2 avx_vnni", "avx512_vnni"),
+        ("fpu avx2 avx512f avx512bw", "avx512"),
+        ("fpu sse4_2 avx2", "avx2"),
+    )
+    for flags, family in cases:
         cpuinfo = tmp_path / f"{family}-cpuinfo"
         cpuinfo.write_text(f"flags\t\t: {flags}\n")
         monkeypatch.setattr(module, "Path", lambda p, c=cpuinfo: c if p == "/proc/cpuinfo" else Path(p))
