@@ -8,9 +8,11 @@
 #    its own torch vectors of the STS-B test sentences; sentence-transformers 6.x loads each folder (torch).
 # 2. A separate virtual environment ($ST5_VENV, default .st5-venv) gets sentence-transformers 5.x with its `onnx`
 #    extra (the newest 5.x release where that extra installs: optimum pins transformers < 4.58) and runs
-#    benchmarks/st_compat.py there: every head by torch, ONNX fp32, O3 and int8, checked against jasper's vectors,
-#    then sentence-transformers' own O3 and avx512_vnni exports of the largest head timed beside jasper's files
-#    (batch 1 and 64) into benchmarks/results/onnx_vs_st.json.
+#    benchmarks/st_compat.py there: every head by torch, ONNX fp32, O3 and int8, checked against jasper's vectors.
+# 3. benchmarks/onnx_speed.py times the largest head on sentences (STS-B) and documents (SciFact abstracts at the
+#    export's length), batch 1 and 64, texts/s and tokens/s with each backend's quality: jasper's own paths here,
+#    then (in the second environment) sentence-transformers loading jasper's files and its own exports of the head;
+#    both sides' rows go to benchmarks/results/onnx_vs_st.json with the ratios printed.
 # Exits non-zero on any mismatch. Needs PyPI for the second environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,5 +58,11 @@ if [ ! -x "$ST5_VENV/bin/python" ]; then
   "$ST5_VENV/bin/pip" install -q torch==2.13.0   # the local CPU wheel; elsewhere any CPU torch >= 2.2
   "$ST5_VENV/bin/pip" install -q "sentence-transformers[onnx]<6"
 fi
-"$ST5_VENV/bin/python" benchmarks/st_compat.py "$RUN/export" "$REF" --threads "$THREADS" \
-  --out benchmarks/results/onnx_vs_st.json ${ST_COMPAT_ARGS:-}
+"$ST5_VENV/bin/python" benchmarks/st_compat.py "$RUN/export" "$REF" --threads "$THREADS" --no-timing
+
+# speed and quality of the largest head, on sentences and documents: jasper's paths, then sentence-transformers
+# loading jasper's files and its own exports of the same head (benchmarks/onnx_speed.py)
+HEAD=$(ls -d "$RUN"/export/dim-* | sort -t- -k2 -n | tail -1)
+python benchmarks/onnx_speed.py "$HEAD" --side jasper --threads "$THREADS" --out "$REF/rows-jasper.json"
+"$ST5_VENV/bin/python" benchmarks/onnx_speed.py "$HEAD" --side st --threads "$THREADS" --out "$REF/rows-st.json"
+python benchmarks/onnx_speed.py --table "$REF/rows-jasper.json" "$REF/rows-st.json" benchmarks/results/onnx_vs_st.json
