@@ -91,7 +91,8 @@ def gensim_sample(
     three-sentence passages of the Wikipedia articles, none from the articles kept out for evaluation."""
     articles = wikipedia_articles()
     heldout, dev = heldout_article_titles(articles, holdout_articles, seed, dev_articles)
-    kept = [(title, article) for title, article in articles if title not in set(heldout) | set(dev)]
+    kept_out = set(heldout) | set(dev)
+    kept = [(title, article) for title, article in articles if title not in kept_out]
     sentences = [s for _, article in kept for s in article] + lee_background_sentences()
     unique = list(dict.fromkeys(s for s in sentences if _looks_like_prose(s)))
     random.Random(seed).shuffle(unique)

@@ -17,6 +17,7 @@ class TokenCache:
     def __init__(self, flat: np.ndarray, offsets: np.ndarray) -> None:
         self.flat = flat
         self.offsets = offsets
+        self.lengths = np.diff(offsets)  # token count of every text (N,), read at every step
 
     @classmethod
     def build(
@@ -37,11 +38,6 @@ class TokenCache:
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Token count of every text. (N,)"""
-        return np.diff(self.offsets)
 
     def rows(self, rows: np.ndarray) -> list[np.ndarray]:
         """The token ids of `rows`, in order (views, no copies)."""

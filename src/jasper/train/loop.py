@@ -176,7 +176,7 @@ class StageRunner:
             self._evaluate(index, stage, 0)  # the stage's start: where its curves begin, and a keep_best candidate
         deferred = stage.log_every > 1 and self.engine is None and bool(optimizer.defaults.get("fused"))
         pending: Pending = []
-        done = {"texts": 0, "tokens": 0, "seconds": 0.0}  # this process's steps of the stage: its throughput
+        texts_done, tokens_done, seconds_done = 0, 0, 0.0  # this process's steps of the stage: its throughput
         for step in range(start, total):
             began = time.perf_counter()
             rows = self.batch_of(index, stage, step)
@@ -187,8 +187,7 @@ class StageRunner:
             pending.append(
                 (record | {"seconds": seconds, "texts": len(rows), "tokens": tokens, "time": time.time()}, parts)
             )
-            done = {"texts": done["texts"] + len(rows), "tokens": done["tokens"] + tokens,
-                    "seconds": done["seconds"] + seconds}  # fmt: skip
+            texts_done, tokens_done, seconds_done = texts_done + len(rows), tokens_done + tokens, seconds_done + seconds
             self.position = (index, step + 1)
             bar.update(1)
             checkpoint_due = (step + 1) % stage.checkpoint_every == 0 and step + 1 < total
@@ -203,9 +202,9 @@ class StageRunner:
             kill_point("JASPER_KILL_AFTER_STEPS", self.steps_this_process)
             kill_point("JASPER_INTERRUPT_AFTER_STEPS", self.steps_this_process, signal.SIGINT)
         bar.close()
-        if done["seconds"] > 0 and self.ranks.is_main:
+        if seconds_done > 0 and self.ranks.is_main:
             logger.info("stage '%s': %.1f texts/s, %s tokens/s over its training steps", stage.name,
-                        done["texts"] / done["seconds"], f"{done['tokens'] / done['seconds']:,.0f}")  # fmt: skip
+                        texts_done / seconds_done, f"{tokens_done / seconds_done:,.0f}")  # fmt: skip
         if self.engine is not None:
             self.engine.destroy()  # its gradient hooks must not outlive the stage
             self.engine = None
