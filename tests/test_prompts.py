@@ -111,6 +111,12 @@ def test_the_server_input_type_gives_the_same_vectors(prompted_run):
 def test_jasper_encode_prompt_name(prompted_run, tmp_path):
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS) + "\n")
+    long = tmp_path / "long.txt"
+    long.write_text(" ".join(["music"] * 100) + "\nshort\n")
+    said = CliRunner().invoke(
+        cli.app, ["encode", str(prompted_run), "--input", str(long), "--out", str(tmp_path / "l.npy")]
+    )
+    assert said.exit_code == 0 and "1 of 2 texts are longer than its max_seq_length 64" in " ".join(said.output.split())
     for role in ("query", "document"):
         out = tmp_path / f"{role}.npy"
         result = CliRunner().invoke(

@@ -51,10 +51,12 @@ def _post(client, body, **headers):
     return client.post("/v1/embeddings", content=data, headers={"content-type": "application/json", **headers})
 
 
-def test_response_format_usage_and_heads(client, run_dir):
+def test_response_format_usage_and_heads(client, run_dir, caplog):
     from sentence_transformers import SentenceTransformer
 
-    answer = _post(client, {"model": "tiny", "input": TEXTS, "dimensions": 6})
+    with caplog.at_level(logging.INFO, logger="jasper.serve"):
+        answer = _post(client, {"model": "tiny", "input": TEXTS, "dimensions": 6})
+    assert "1 of 3 texts in a batch are longer than max_seq_length 8" in caplog.text  # the server says what it cut
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["object"] == "list" and body["model"] == "tiny"
