@@ -165,6 +165,8 @@ def test_keep_best_counts_nan_as_the_worst_and_can_end_on_the_start(tiny_bert, c
 
     assert selection_score({"sts-b-dev@8": float("nan"), "sts-b-dev@4": 90.0}, [8, 4]) == -np.inf
     assert selection_score({"sts-b-dev@8": 80.0}, [8, 4]) == -np.inf  # a head not scored is no candidate
+    both = {"sts-b-dev@8": 80.0, "derived-dev:ndcg@10@8": 60.0}
+    assert selection_score(both, [8], ["sts-b-dev", "derived-dev:ndcg@10"]) == 70.0  # the dev scores averaged
     path = _config(tiny_bert, corpus_file, tmp_path, "start", eval_every=1, keep_best=True)
     assert CliRunner().invoke(cli.app, ["teach", str(path)]).exit_code == 0
     real = DevWatch.score

@@ -70,8 +70,11 @@ class StageConfig(Strict):
     """Score STS-B dev (and the dev split of the derived retrieval task) at the stage's start and every this many
     steps, into train_log.jsonl and `plots/dev_curves.png`."""
     keep_best: bool = False
-    """End the stage on its best weights by mean STS-B dev over the heads it changes (the stage's start included;
-    NaN counts as worst). Needs `eval_every`."""
+    """End the stage on its best weights by `keep_best_on`, averaged over the heads whose losses the stage counts
+    (the stage's start included; NaN counts as the worst). Needs `eval_every`."""
+    keep_best_on: list[str] = Field(default=["sts-b-dev"], min_length=1)
+    """The dev scores `keep_best` averages: `sts-b-dev` and, where the corpus holds out dev articles,
+    `wiki-retrieval-derived-dev:ndcg@10`."""
 
     @model_validator(mode="after")
     def _check(self) -> StageConfig:

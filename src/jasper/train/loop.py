@@ -34,7 +34,7 @@ from jasper.train.order import DataOrder
 from jasper.train.parallel import stage_module
 from jasper.train.schedule import make_optimizer, make_scheduler
 from jasper.train.stages import apply_stage, encoder_trains
-from jasper.train.watch import DEV_TASK, DevWatch, selection_score, watch_key
+from jasper.train.watch import DevWatch, selection_score, watch_key
 
 logger = logging.getLogger(__name__)
 
@@ -215,16 +215,9 @@ class StageRunner:
             self.student.load_state_dict(best.model)
             each = ", ".join(f"{d}-d {v:.2f}" for d, v in self.best.get("scores", {}).items())
             logger.info(
-                "stage '%s' ends on its best dev weights: step %d of %d, for every head (STS-B dev %s; mean %.2f)",
-                *(stage.name, self.best["step"], total, each, self.best["score"]),
+                "stage '%s' ends on its best dev weights: step %d of %d, for every head (%s: %s; mean %.2f)",
+                *(stage.name, self.best["step"], total, " + ".join(stage.keep_best_on), each, self.best["score"]),
             )
-
-    def judged_heads(self, stage: StageConfig) -> list[int]:
-        """The heads whose vectors a stage changes, which `keep_best` judges together: every head when the encoder
-        trains, else the heads whose weights train."""
-        if stage.train in ("last_layers", "all"):
-            return list(self.student.head_dims)
-        return list(stage.train_heads if stage.train_heads is not None else stage.active_heads(self.student.head_dims))
 
     def _evaluate(self, index: int, stage: StageConfig, step: int) -> None:
         """Score the dev tasks now, log them, and keep the weights if they are the stage's best (`keep_best`): the
@@ -237,16 +230,17 @@ class StageRunner:
             self.log.write(record | scores)
         if not stage.keep_best:
             return
-        if not self._watch.has_dev:
+        missing = self._watch.missing(stage.keep_best_on)
+        if missing:
             if step == 0 and self.ranks.is_main:
-                logger.warning("stage '%s': keep_best has no STS-B dev to follow: it ends on its last weights",
-                               stage.name)  # fmt: skip
+                logger.warning("stage '%s': keep_best follows %s, which this run does not score: it ends on its last "
+                               "weights", stage.name, missing)  # fmt: skip
             return
-        dims = self.judged_heads(stage)
-        score = selection_score(scores, dims)
+        dims = stage.active_heads(self.student.head_dims)  # the heads this stage trains for: its losses' heads
+        score = selection_score(scores, dims, stage.keep_best_on)
         if self.best is not None and score <= self.best["score"]:
             return
-        each = {d: scores.get(watch_key(DEV_TASK, d), float("nan")) for d in dims}
+        each = {d: float(np.mean([scores.get(watch_key(t, d), np.nan) for t in stage.keep_best_on])) for d in dims}
         self.best = {"stage": index, "step": step, "score": score, "scores": each}
         if self.ranks.is_main:
             save_checkpoint(

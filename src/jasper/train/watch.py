@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,9 +24,10 @@ def watch_key(task: str, dim: int) -> str:
     return f"{task}@{dim}"
 
 
-def selection_score(scores: dict[str, float], dims: list[int]) -> float:
-    """What `keep_best` compares: the mean STS-B dev over `dims`, NaN (or a missing score) counting as the worst."""
-    values = [scores.get(watch_key(DEV_TASK, dim), math.nan) for dim in dims]
+def selection_score(scores: dict[str, float], dims: list[int], tasks: Sequence[str] = (DEV_TASK,)) -> float:
+    """What `keep_best` compares: the mean of the dev `tasks` (`<task>` or `<task>:<metric>`) over `dims`, NaN (or a
+    missing score) counting as the worst."""
+    values = [scores.get(watch_key(task, dim), math.nan) for task in tasks for dim in dims]
     mean = float(np.mean(values)) if values else math.nan
     return mean if math.isfinite(mean) else -math.inf
 
@@ -47,10 +49,9 @@ class DevWatch:
         # every (role, text) the tasks read, embedded once per evaluation
         self.keys = list(dict.fromkeys(k for task in self.tasks for k in zip(task.roles, task.texts, strict=True)))
 
-    @property
-    def has_dev(self) -> bool:
-        """Whether STS-B dev, which `keep_best` follows, is scored."""
-        return any(task.name == DEV_TASK for task in self.tasks)
+    def missing(self, names: list[str]) -> list[str]:
+        """The dev tasks among `names` (`<task>` or `<task>:<metric>`) that this watch does not score."""
+        return [name for name in names if name.split(":")[0] not in {task.name for task in self.tasks}]
 
     def score(self) -> dict[str, float]:
         """{`<task>[:<metric>]@<dim>`: score x 100} for every task at every head (no dropout, no random draw)."""
