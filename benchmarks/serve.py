@@ -7,8 +7,10 @@ of malformed requests (bad JSON, a dimension that is no head, empty input, an un
 type), each of which must get its 4xx. First, with no server running, the same texts are encoded in-process
 (`Student.encode`, batch 64, FC1) for the reference rate.
 
-Latency (`--clients 1`): one client sends one short query per request (a sentence of 5-15 words from the corpus),
-back to back; p50 and p99, beside the in-process latency of one text through `jasper.load_model(RUN).encode`.
+Latency (`--clients 1`): one client sends one text per request, back to back: first short queries (sentences of
+5-15 words from the corpus, `input_type` query), then documents that fill the model's length (`input_type` document:
+SciFact's longest abstracts from `--documents`, else the corpus's longest texts); p50 and p99 of each, beside the
+in-process latency of one text through `jasper.load_model(RUN).encode`.
 
 Abuse (`--abuse`): beside a probe client that calls /health and embeds one short text every 100 ms, attackers send
 chunked 600 MB bodies, four concurrent maximum-size requests, 300 idle sockets (the server under a 256-file
@@ -193,48 +195,88 @@ def measure_load(args: argparse.Namespace, texts: list[str]) -> dict:
     }
 
 
-def measure_latency(args: argparse.Namespace, texts: list[str]) -> dict:
-    """One client, one short query per request; and one text in-process through `jasper.load_model`."""
-    from jasper import load_model
+def long_documents(folder: Path | None, texts: list[str], count: int = 200) -> tuple[list[str], str]:
+    """Documents that fill the model's length: SciFact abstracts when `folder` holds BEIR's SciFact, else the run
+    corpus's longest texts. (documents, where they come from)"""
+    if folder is not None and (folder / "corpus.jsonl").is_file():
+        from jasper.eval.beir import read_beir_folder
 
-    queries = short_queries(texts)
-    model = load_model(args.run)
-    for query in queries[:20]:
-        model.encode([query])  # warm up
-    in_process = []
-    for query in queries[:500]:
-        began = time.perf_counter()
-        model.encode([query])
-        in_process.append(1000 * (time.perf_counter() - began))
-    del model
-    server, port, info = start_server(args.run, Path(args.log))
+        documents = list(read_beir_folder(folder, []).documents.values())
+        source = f"SciFact abstracts ({folder})"
+    else:
+        documents, source = list(texts), "the run corpus's longest texts"
+    return sorted(documents, key=len, reverse=True)[:count], source
+
+
+def one_text_latency(port: int, model_id: str, inputs: list[str], role: str, seconds: float) -> list[float]:
+    """Milliseconds of each request of one text read in `role`, one client, back to back (the first 20 warm up)."""
     timings: list[float] = []
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-            deadline = time.monotonic() + args.seconds
-            for i, query in enumerate(queries * 100):
-                body = {"model": info["id"], "input": query, "encoding_format": "base64"}
-                began = time.perf_counter()
-                answer = http.post("/v1/embeddings", json=body)
-                if i >= 20:  # the first requests warm the server up
-                    timings.append(1000 * (time.perf_counter() - began))
-                if answer.status_code != 200:
-                    raise SystemExit(f"status {answer.status_code}: {answer.text[:200]}")
-                if time.monotonic() > deadline:
-                    break
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    timings.sort()
-    in_process.sort()
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        deadline = time.monotonic() + seconds
+        for i, text in enumerate(inputs * 1000):
+            body = {"model": model_id, "input": text, "encoding_format": "base64", "input_type": role}
+            began = time.perf_counter()
+            answer = http.post("/v1/embeddings", json=body)
+            if i >= 20:
+                timings.append(1000 * (time.perf_counter() - began))
+            if answer.status_code != 200:
+                raise SystemExit(f"status {answer.status_code}: {answer.text[:200]}")
+            if time.monotonic() > deadline:
+                break
+    return timings
+
+
+def percentiles(timings: list[float]) -> dict[str, float]:
+    """Count, p50 and p99 of `timings` (ms)."""
+    timings = sorted(timings)
     return {
         "requests": len(timings),
         "p50_ms": round(statistics.median(timings), 2),
         "p99_ms": round(timings[int(0.99 * (len(timings) - 1))], 2),
-        "in_process_p50_ms": round(statistics.median(in_process), 2),
-        "in_process_p99_ms": round(in_process[int(0.99 * (len(in_process) - 1))], 2),
+    }
+
+
+def measure_latency(args: argparse.Namespace, texts: list[str]) -> dict:
+    """One client: one short query per request, then one document per request that fills the model's length; and
+    the same texts one at a time in-process through `jasper.load_model`."""
+    from jasper import load_model
+
+    queries = short_queries(texts)
+    documents, source = long_documents(args.documents, texts)
+    from jasper.encode import token_counts
+
+    model = load_model(args.run)
+    student = model.student
+    tokens = token_counts(student.tokenizer, student.inputs(documents, "document"))
+    in_process: dict[str, list[float]] = {"query": [], "document": []}
+    for role, inputs in (("query", queries[:500]), ("document", documents)):
+        for text in inputs[:20]:
+            model.encode([text], prompt_name=role)  # warm up
+        for text in inputs:
+            began = time.perf_counter()
+            model.encode([text], prompt_name=role)
+            in_process[role].append(1000 * (time.perf_counter() - began))
+    max_length = student.max_seq_length
+    del model, student
+    server, port, info = start_server(args.run, Path(args.log))
+    try:
+        served = {role: one_text_latency(port, info["id"], inputs, role, args.seconds / 2)
+                  for role, inputs in (("query", queries), ("document", documents))}  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    median_tokens = int(statistics.median(min(n, max_length) for n in tokens))
+    queries_part = {**percentiles(served["query"]), "in_process": percentiles(in_process["query"])}
+    documents_part = {**percentiles(served["document"]), "in_process": percentiles(in_process["document"])}
+    return {
+        "queries": {**queries_part, "words_per_query": "5-15"},
+        "documents": {
+            **documents_part,
+            "source": source,
+            "max_seq_length": max_length,
+            "tokens_read_median": median_tokens,
+        },
         "backend": info.get("backend"),
-        "words_per_query": "5-15",
         "run": str(args.run),
         "device": "cpu",
     }
@@ -249,6 +291,12 @@ def main() -> None:
     parser.add_argument("--abuse", action="store_true", help="attackers beside a probe client (see above)")
     parser.add_argument("--malformed", type=float, default=0.1, help="share of malformed requests")
     parser.add_argument("--log", default="serve-benchmark.log", help="the server's log")
+    parser.add_argument(
+        "--documents",
+        type=Path,
+        default=Path("../shared/data/scifact"),
+        help="a BEIR folder whose longest documents --clients 1 sends (else the corpus's longest)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     corpus = args.run / "corpus.txt"

@@ -85,3 +85,26 @@ def test_int8_is_chosen_for_the_cpu_family(monkeypatch, tmp_path):
     assert module.INT8_TARGETS["avx2"] == ("onnx/model_quint8_avx2.onnx", True)  # unsigned weights without VNNI
     with pytest.raises(JasperError, match="choose int8, int8-avx512_vnni"):
         export_onnx(tmp_path, "int4")
+
+
+class _Recorder:
+    """An ONNX session stand-in that records each batch's (rows, width) and runs the real one."""
+
+    def __init__(self, session) -> None:
+        self.session, self.shapes = session, []
+
+    def run(self, outputs, feeds):
+        self.shapes.append(feeds["input_ids"].shape)
+        return self.session.run(outputs, feeds)
+
+
+def test_the_server_runs_a_mixed_batch_in_length_groups(export_dir):
+    served = load_embedder(export_dir, backend="onnx")
+    embedder = served.encoders[6].args[0]  # the head's OnnxEmbedder
+    recorder = _Recorder(embedder.session)
+    embedder.session = recorder
+    texts = ["cat", "an old king wrote a long book about the war and the sea"] * 16  # one window, interleaved
+    mixed = served.embed_each(texts, [6] * 32, ["text"] * 32)[6]
+    alone = served.embed_each(texts[:1], [6], ["text"])[6]
+    assert sorted(recorder.shapes[:2]) == [(16, 3), (16, 8)]  # the short texts are not padded to the long ones
+    assert np.abs(mixed[0] - alone[0]).max() <= 1e-5
