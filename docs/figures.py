@@ -10,20 +10,21 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 HERE = Path(__file__).parent
 TEACHER, STUDENT, TARGET, LOSS = "#dbe8f6", "#e3f1de", "#fbe5c8", "#f6d6d6"
 
 
-def box(axis, x: float, y: float, w: float, h: float, text: str, color: str, size: int = 10) -> None:
+def box(axis: Axes, x: float, y: float, w: float, h: float, text: str, color: str, size: int = 10) -> None:
     """A rounded box with centred text; (x, y) is its lower-left corner."""
     axis.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.02,rounding_size=0.08", fc=color, ec="#444"))
     axis.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=size)
 
 
-def arrow(axis, start: tuple[float, float], end: tuple[float, float], text: str = "", style: str = "-|>") -> None:
+def arrow(axis: Axes, start: tuple[float, float], end: tuple[float, float], text: str = "", style: str = "-|>") -> None:
     """An arrow from `start` to `end`, labelled at its middle."""
     axis.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color="#444", lw=1.2))
     if text:

@@ -44,7 +44,7 @@ def test_the_reference_pages_are_what_the_code_generates(page):
 
 def _slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[`*]", "", heading.strip().lower())  # underscores stay, as on GitHub
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
 
